@@ -1,0 +1,153 @@
+"""Plots for the labs. Each function returns the matplotlib ``Figure``.
+
+The figure is closed in pyplot before it is returned, so it is shown exactly once: put the
+call last in a cell (or ``display(fig)``). Pass ``ax=`` to draw into an existing axes instead.
+matplotlib is imported only when one of these functions is called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import torch
+
+from ._validate import describe, require_int, require_same_length, require_tensor
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+CLASS_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
+
+
+def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    import matplotlib.pyplot as plt
+
+    if ax is not None:
+        return ax.figure, ax
+    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+    plt.close(fig)
+    return fig, ax
+
+
+def _check_points(X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    require_tensor("X", X, shape=(None, 2))
+    require_tensor("y", y, ndim=1)
+    require_same_length(("X", "y"), X, y)
+    if y.is_floating_point():
+        raise TypeError(f"y: expected integer class labels (use y.argmax(1) for one-hot), got dtype {y.dtype}")
+    return X.detach().float().cpu(), y.detach().cpu()
+
+
+def plot_dataset(X: torch.Tensor, y: torch.Tensor, *, title: str | None = None,
+                 ax: Axes | None = None) -> Figure:
+    """Scatter plot of 2-D points ``X`` ``(n, 2)`` coloured by integer labels ``y`` ``(n,)``."""
+    X, y = _check_points(X, y)
+    fig, ax = _axes(ax, (5.5, 4.5))
+    for label in sorted(set(y.tolist())):
+        mask = y == label
+        ax.scatter(X[mask, 0], X[mask, 1], s=16, color=CLASS_COLORS[label % len(CLASS_COLORS)],
+                   edgecolors="white", linewidths=0.4, label=f"class {label}")
+    ax.set(xlabel="$x_1$", ylabel="$x_2$", title=title or f"{len(y)} points")
+    ax.legend(loc="best", fontsize="small")
+    ax.set_aspect("equal", adjustable="datalim")
+    return fig
+
+
+def plot_decision_boundary(predict: Callable[[torch.Tensor], torch.Tensor], X: torch.Tensor,
+                           y: torch.Tensor, *, resolution: int = 200, padding: float = 0.5,
+                           title: str | None = None, ax: Axes | None = None) -> Figure:
+    """Shade the plane by the class ``predict`` assigns, with the points on top.
+
+    ``predict`` maps a ``(m, 2)`` float tensor (on ``X``'s device and dtype) to ``(m,)``
+    integer labels; it is called once on a ``resolution × resolution`` grid, without gradients.
+    """
+    if not callable(predict):
+        raise TypeError(f"predict: expected a function X -> labels, got {describe(predict)}")
+    require_int("resolution", resolution, minimum=2)
+    points, labels = _check_points(X, y)
+    low, high = points.min(0).values - padding, points.max(0).values + padding
+    xs = torch.linspace(float(low[0]), float(high[0]), resolution)
+    ys = torch.linspace(float(low[1]), float(high[1]), resolution)
+    grid_x, grid_y = torch.meshgrid(xs, ys, indexing="xy")
+    grid = torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], 1).to(X.device, X.dtype)
+    with torch.no_grad():
+        predicted = predict(grid)
+    if not isinstance(predicted, torch.Tensor) or predicted.shape != (grid.shape[0],):
+        raise ValueError(f"predict: expected it to return labels of shape ({grid.shape[0]},), "
+                         f"got {describe(predicted)}")
+    from matplotlib.colors import ListedColormap
+
+    n_classes = int(max(int(predicted.max()), int(labels.max()))) + 1
+    cmap = ListedColormap(CLASS_COLORS[:n_classes])
+    fig, ax = _axes(ax, (5.5, 4.5))
+    ax.contourf(grid_x, grid_y, predicted.cpu().reshape(resolution, resolution).float(),
+                levels=torch.arange(n_classes + 1).float() - 0.5, cmap=cmap, alpha=0.25)
+    plot_dataset(points, labels, ax=ax, title=title or "decision boundary")
+    return fig
+
+
+def plot_training_curves(history: Mapping[str, Sequence[float]], *,
+                         title: str | None = None) -> Figure:
+    """Loss and accuracy against the step/epoch.
+
+    ``history`` maps series names to equal-length sequences of numbers; names containing
+    ``"loss"`` go in the left panel, those containing ``"acc"`` in the right one, e.g.
+    ``{"train loss": [...], "test loss": [...], "train acc": [...], "test acc": [...]}``.
+    """
+    if not isinstance(history, Mapping) or not history:
+        raise TypeError(f"history: expected a non-empty dict of name -> list of numbers, got {describe(history)}")
+    panels = {"loss": [k for k in history if "loss" in k.lower()],
+              "accuracy": [k for k in history if "acc" in k.lower()]}
+    unplaced = [k for k in history if k not in panels["loss"] + panels["accuracy"]]
+    if unplaced:
+        raise ValueError(f"history: expected names containing 'loss' or 'acc', got {unplaced}")
+    import matplotlib.pyplot as plt
+
+    shown = [p for p in panels if panels[p]]
+    fig, axes = plt.subplots(1, len(shown), figsize=(5.5 * len(shown), 4), layout="constrained",
+                             squeeze=False)
+    plt.close(fig)
+    for ax, panel in zip(axes[0], shown):
+        for key in panels[panel]:
+            values = [float(v) for v in history[key]]
+            ax.plot(range(1, len(values) + 1), values, label=key)
+        ax.set(xlabel="epoch", ylabel=panel, title=panel)
+        if panel == "loss":
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_growth(x: Sequence[float], series: Mapping[str, Sequence[float]], *, xlabel: str = "n",
+                ylabel: str = "count", title: str | None = None, logx: bool = False,
+                logy: bool = True, ax: Axes | None = None) -> Figure:
+    """Curves such as call counts or run times against a size, on a log y-axis by default.
+
+    ``series`` maps a label to values, one per entry of ``x`` (``None`` entries are skipped, so a
+    slow method can stop early).
+    """
+    xs = list(x)
+    if not xs:
+        raise ValueError("x: expected at least one value, got an empty sequence")
+    if not isinstance(series, Mapping) or not series:
+        raise TypeError(f"series: expected a non-empty dict of label -> values, got {describe(series)}")
+    fig, ax = _axes(ax, (6, 4.2))
+    for label, values in series.items():
+        values = list(values)
+        if len(values) > len(xs):
+            raise ValueError(f"series[{label!r}]: expected at most {len(xs)} values, got {len(values)}")
+        pairs = [(a, float(b)) for a, b in zip(xs, values) if b is not None]
+        ax.plot([a for a, _ in pairs], [b for _, b in pairs], marker="o", markersize=3, label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title or f"{ylabel} against {xlabel}")
+    if logy:
+        ax.set_yscale("log")
+    if logx:
+        ax.set_xscale("log")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    return fig
