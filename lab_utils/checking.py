@@ -102,7 +102,7 @@ def _as_dict(name: str, grads: Gradients) -> dict[str, torch.Tensor]:
 
 def compare_gradients(actual: Gradients, expected: Gradients, *, rtol: float | None = None,
                       atol: float | None = None, batch_size: int | None = None,
-                      suspects: Suspects | None = None,
+                      suspects: Suspects | None = None, from_autograd: bool = False,
                       title: str = "gradient check") -> GradientReport:
     """Compare ``actual`` with ``expected`` tensor by tensor and return the report (never raises
     on a wrong gradient; raises ``TypeError``/``KeyError`` on malformed arguments).
@@ -110,7 +110,9 @@ def compare_gradients(actual: Gradients, expected: Gradients, *, rtol: float | N
     ``actual`` and ``expected`` are both tensors or both dicts; a dict ``actual`` must hold every
     key of ``expected``. ``batch_size`` and ``suspects`` (per tensor name, a dict from a
     description of a known mistake to the gradient that mistake produces) let the report name
-    the likely mistake.
+    the likely mistake; ``from_autograd=True`` says ``actual`` came from ``.grad`` after
+    ``loss.backward()``, so that a whole multiple of the reference is named as gradients
+    accumulated over several steps (a forgotten ``zero_()``).
     """
     from .diagnosis import diagnose
 
@@ -123,11 +125,12 @@ def compare_gradients(actual: Gradients, expected: Gradients, *, rtol: float | N
         if not isinstance(reference, torch.Tensor):
             raise TypeError(f"expected[{name!r}]: expected a tensor, got {describe(reference)}")
         checks.append(_check_one(name, got[name], reference.detach(), rtol, atol, batch_size,
-                                 (suspects or {}).get(name, {}), diagnose))
+                                 (suspects or {}).get(name, {}), from_autograd, diagnose))
     return GradientReport(checks, rtol, atol, title)
 
 
-def _check_one(name, value, reference, rtol, atol, batch_size, suspects, diagnose) -> TensorCheck:
+def _check_one(name, value, reference, rtol, atol, batch_size, suspects, from_autograd,
+               diagnose) -> TensorCheck:
     if not isinstance(value, torch.Tensor):
         return TensorCheck(name, False, problem=f"expected a tensor, got {describe(value)}")
     value = value.detach()
@@ -154,18 +157,19 @@ def _check_one(name, value, reference, rtol, atol, batch_size, suspects, diagnos
             problem = "values differ beyond tolerance"
     if problem is None:
         return TensorCheck(name, True, max_abs, rel)
-    hint = diagnose(name, value, reference, batch_size=batch_size, suspects=suspects)
+    hint = diagnose(name, value, reference, batch_size=batch_size, suspects=suspects,
+                    from_autograd=from_autograd)
     return TensorCheck(name, False, max_abs, rel, problem, hint)
 
 
 def check_gradients(actual: Gradients, expected: Gradients, *, rtol: float | None = None,
                     atol: float | None = None, batch_size: int | None = None,
-                    suspects: Suspects | None = None, verbose: bool = True,
-                    title: str = "gradient check") -> GradientReport:
+                    suspects: Suspects | None = None, from_autograd: bool = False,
+                    verbose: bool = True, title: str = "gradient check") -> GradientReport:
     """Like :func:`compare_gradients`, then print the table (``verbose``) and raise an
     ``AssertionError`` carrying the same table if any tensor is wrong."""
     report = compare_gradients(actual, expected, rtol=rtol, atol=atol, batch_size=batch_size,
-                               suspects=suspects, title=title)
+                               suspects=suspects, from_autograd=from_autograd, title=title)
     if verbose:
         print(report)
     if not report.passed:

@@ -89,13 +89,15 @@ def _shape_diagnosis(value: torch.Tensor, reference: torch.Tensor,
 
 def diagnose(name: str, value: torch.Tensor, reference: torch.Tensor, *,
              batch_size: int | None = None,
-             suspects: Mapping[str, torch.Tensor] | None = None) -> str | None:
+             suspects: Mapping[str, torch.Tensor] | None = None,
+             from_autograd: bool = False) -> str | None:
     """One sentence naming the likely mistake that turns ``reference`` into ``value``, or ``None``.
 
     ``value`` is a student's gradient for parameter ``name``, ``reference`` the correct one.
     ``batch_size`` lets batch-size factors be named; ``suspects`` maps a description of a
     known mistake to the gradient that mistake would produce (computed by the caller, e.g.
     by autograd through a deliberately altered network); the first that matches is returned.
+    ``from_autograd`` says ``value`` was read from ``.grad`` after ``loss.backward()``.
     """
     if not isinstance(value, torch.Tensor) or not isinstance(reference, torch.Tensor):
         return None
