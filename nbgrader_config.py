@@ -5,9 +5,9 @@ Layout: solutions/<lab>/<lab>.ipynb is nbgrader's *source*, notebooks/<lab>/<lab
 feedback/ and gradebook.db are instructor data and stay out of git.
 """
 
-c = get_config()  # noqa: F821  (provided by nbgrader when it loads this file)
-
 import os
+
+c = get_config()  # noqa: F821  (provided by nbgrader when it loads this file)
 
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.source_directory = "solutions"
@@ -15,7 +15,7 @@ c.CourseDirectory.release_directory = "notebooks"
 c.CourseDirectory.submitted_directory = "submitted"
 c.CourseDirectory.autograded_directory = "autograded"
 c.CourseDirectory.feedback_directory = "feedback"
-c.CourseDirectory.db_url = "sqlite:///gradebook.db"
+c.CourseDirectory.db_url = "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db")
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "*.png", "*.csv"]
 
 # Grade under the same kernel the labs are written for, with finite limits.
