@@ -96,6 +96,8 @@ def main(argv: list[str]) -> int:
     os.chdir(ROOT)
     if command == "lab":
         args = [python, "-m", "jupyter", "lab", f"--ServerApp.root_dir={ROOT / 'notebooks'}", *rest]
+        if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in rest:
+            args.append("--allow-root")  # containers and CI machines often run as root
     elif command == "test":
         args = [python, "-m", "instructor.run_tests", *rest]
     elif command == "bench":
