@@ -170,6 +170,11 @@ def check_gradients(actual: Gradients, expected: Gradients, *, rtol: float | Non
     ``AssertionError`` carrying the same table if any tensor is wrong."""
     report = compare_gradients(actual, expected, rtol=rtol, atol=atol, batch_size=batch_size,
                                suspects=suspects, from_autograd=from_autograd, title=title)
+    return finish_report(report, verbose=verbose)
+
+
+def finish_report(report: GradientReport, *, verbose: bool = True) -> GradientReport:
+    """Print ``report`` (``verbose``) and raise an ``AssertionError`` carrying it if it failed."""
     if verbose:
         print(report)
     if not report.passed:

@@ -102,13 +102,14 @@ def _describe_factor(c: float, batch_size: int | None, from_autograd: bool,
         if from_autograd:
             return ("sign flipped: the loss has the wrong sign; cross-entropy is -Σ y log ŷ "
                     "(minimise it, don't maximise the log-likelihood)")
-        return ("sign flipped: a subtraction is reversed; for softmax with cross-entropy the "
-                "output error is δʸ = ŷ - y, not y - ŷ")
-    if _near(c, 2.0) or _near(c, 0.5):
-        big, size = ("2x too large", "a stray factor 2") if c > 1 else ("2x too small",
-                                                                        "a stray factor 1/2")
-        return (f"{big}: {size} (a term counted twice, a derivative of x² written as x, or "
-                "a 1/2 that does not belong); remove it")
+        return ("sign flipped: every entry has the opposite sign; look for a reversed "
+                "subtraction (e.g. y - ŷ for ŷ - y) or a stray minus")
+    if _near(c, 2.0):
+        return ("2x too large: a stray factor 2, e.g. a term added twice or the 2 of d(x²)/dx "
+                "where the loss already has ½; remove it")
+    if _near(c, 0.5):
+        return ("2x too small: a stray factor 1/2, e.g. a ½ that does not belong or a term "
+                "that should be counted twice; remove it")
     if numel >= 3:  # on one or two numbers any ratio looks like a "factor": no guess there
         return (f"off by a constant factor {c:.4g}: every entry is scaled the same way, so look "
                 "for a stray or missing constant multiplying the whole gradient")
@@ -118,8 +119,8 @@ def _describe_factor(c: float, batch_size: int | None, from_autograd: bool,
 def _values_note(value: torch.Tensor, reference: torch.Tensor) -> str:
     """After a shape fix: are the numbers themselves right?"""
     if value.is_floating_point() and _close(value.reshape(reference.shape), reference):
-        return " (the values themselves are right)"
-    return " (the values differ too, once reshaped)"
+        return "; the values themselves are right"
+    return "; the values are wrong too"
 
 
 def _bias_shape_diagnosis(value: torch.Tensor, reference: torch.Tensor,
@@ -131,7 +132,7 @@ def _bias_shape_diagnosis(value: torch.Tensor, reference: torch.Tensor,
     keep = "sum(dim=0, keepdim=True).T" if column else "sum(dim=0, keepdim=True)"
     if got == (n,):
         return (f"shape ({n},) instead of {want}: a bias gradient keeps the parameter's shape; "
-                f"use {keep} (or .reshape{want})" + _values_note(value, reference))
+                f"use {keep} or .reshape{want}" + _values_note(value, reference))
     if got == want[::-1]:
         return (f"shape {got} instead of {want}: the summed bias gradient has the wrong "
                 "orientation; transpose it (.T)" + _values_note(value, reference))
@@ -169,7 +170,7 @@ def _suspect_diagnosis(value: torch.Tensor, reference: torch.Tensor,
                        suspects: Mapping[str, torch.Tensor], batch_size: int | None) -> str | None:
     """The first suspect that ``value`` equals, possibly times -1 or a batch-size factor."""
     B = batch_size if batch_size and batch_size > 1 else None
-    extras = [(-1.0, "the sign is flipped too (ŷ - y, not y - ŷ)")]
+    extras = [(-1.0, "the sign is flipped too: δʸ was taken as y - ŷ, use ŷ - y")]
     if B:
         extras += [(B, f"also not averaged (divide by the batch size {B})"),
                    (1 / B, f"also averaged twice (divide by the batch size {B} only once)"),
