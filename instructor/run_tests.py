@@ -1,7 +1,8 @@
 """``python3 kit.py test``: lint with ruff, then run the whole test suite with pytest.
 
-The solution notebooks are run by nbval (``--nbval-lax``: only cells marked
-``# NBVAL_CHECK_OUTPUT`` have their output compared). Extra arguments go to pytest.
+The solution notebooks are run by nbval from ``tests/test_labs.py`` (``--nbval-lax``: cells
+marked ``# NBVAL_CHECK_OUTPUT`` are compared with ``tests/expected_outputs/``). Extra
+arguments go to pytest.
 """
 
 from __future__ import annotations
@@ -26,9 +27,7 @@ def main(argv: list[str]) -> int:
         print("ruff found problems (see above); fix them or run `ruff check --fix .`", flush=True)
         return lint.returncode
     print("== pytest", flush=True)
-    targets = [] if any(not a.startswith("-") for a in argv) else ["tests", "solutions"]
-    command = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env",
-               "-p", "no:cacheprovider", *targets, *argv]
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *argv]
     return subprocess.run(command).returncode
 
 

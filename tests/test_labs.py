@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
+import nbformat
 import pytest
 
 from labs import (
@@ -19,7 +22,9 @@ from labs import (
     read_cells,
     solution_path,
     student_path,
+    tool_env,
 )
+from record_outputs import EXPECTED, marked_cells
 
 LABS = discover_labs()
 lab_param = pytest.mark.parametrize("lab", LABS)
@@ -104,3 +109,36 @@ def test_every_test_fails_on_the_blank_student_version(lab):
     """Run on the untouched student notebook, no graded test passes (nbgrader validate --invert)."""
     output = _validate(student_path(lab), invert=True)
     assert "Success! The notebook does not pass any tests." in output, output[-4000:]
+
+
+def test_every_marked_cell_has_a_recorded_output():
+    """Each `# NBVAL_CHECK_OUTPUT` cell has its expected output in tests/expected_outputs/,
+    and nothing is recorded for cells that no longer exist."""
+    for lab in LABS:
+        ids = [c.id for c in marked_cells(nbformat.read(solution_path(lab), as_version=4))]
+        recorded_file = EXPECTED / f"{lab}.json"
+        recorded = json.loads(recorded_file.read_text()) if recorded_file.exists() else {}
+        assert sorted(recorded) == sorted(ids), (
+            f"{lab}: marked cells {ids}, recorded {sorted(recorded)}; "
+            f"run `python tests/record_outputs.py {lab}` and review the diff")
+
+
+@pytest.mark.slow
+@lab_param
+def test_solution_runs_under_nbval_with_marked_outputs_compared(lab, tmp_path):
+    """nbval runs the whole solution notebook (--nbval-lax); the marked cells must print
+    exactly the recorded output."""
+    shutil.copytree(SOLUTIONS / lab, tmp_path / lab)
+    notebook = tmp_path / lab / f"{lab}.ipynb"
+    nb = nbformat.read(notebook, as_version=4)
+    recorded_file = EXPECTED / f"{lab}.json"
+    recorded = json.loads(recorded_file.read_text()) if recorded_file.exists() else {}
+    for cell in marked_cells(nb):
+        cell.outputs = [nbformat.from_dict(out) for out in recorded.get(cell.id, [])]
+        cell.execution_count = 1
+    nbformat.write(nb, notebook)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
+         "-q", "--rootdir", str(tmp_path), str(notebook)],
+        cwd=tmp_path, env=tool_env(), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-6000:]
