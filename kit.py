@@ -4,7 +4,7 @@
 Students::
 
     python3 kit.py lab            # set up .venv (first time) and open JupyterLab on notebooks/
-    python3 kit.py lab --no-browser --port 8888 --ip 0.0.0.0   # e.g. on a remote machine
+    python3 kit.py lab --no-browser --port 8888 --ip 127.0.0.1  # e.g. on a remote machine
 
 Everyone (and CI)::
 
@@ -12,6 +12,7 @@ Everyone (and CI)::
 
 Instructors::
 
+    python3 kit.py lab --instructor   # JupyterLab on the whole course, Formgrader included
     python3 kit.py release | collect | grade | feedback | export   (see README.md)
     python3 kit.py bench [--quick]
 
@@ -36,7 +37,8 @@ INSTALL_INPUTS = ("pyproject.toml", "constraints.txt")
 USAGE = """usage: python3 kit.py COMMAND [ARGS...]
 
 student commands:
-  lab [jupyter lab options]   open JupyterLab on notebooks/ (add --no-browser on a remote machine)
+  lab [jupyter lab options]   open JupyterLab on notebooks/ (add --no-browser on a remote machine;
+                              --instructor opens the whole course, for Formgrader)
   test [pytest options]       ruff, then the whole test suite
 
 instructor commands (python3 kit.py COMMAND --help for options):
@@ -95,7 +97,10 @@ def main(argv: list[str]) -> int:
     python = str(ensure_environment())
     os.chdir(ROOT)
     if command == "lab":
-        args = [python, "-m", "jupyter", "lab", f"--ServerApp.root_dir={ROOT / 'notebooks'}", *rest]
+        instructor = "--instructor" in rest  # the whole course (Formgrader can open solutions/)
+        rest = [a for a in rest if a != "--instructor"]
+        root_dir = ROOT if instructor else ROOT / "notebooks"
+        args = [python, "-m", "jupyter", "lab", f"--ServerApp.root_dir={root_dir}", *rest]
         if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in rest:
             args.append("--allow-root")  # containers and CI machines often run as root
     elif command == "test":

@@ -85,6 +85,8 @@ def plot_decision_boundary(predict: Callable[[torch.Tensor], torch.Tensor], X: t
     ax.contourf(grid_x, grid_y, predicted.cpu().reshape(resolution, resolution).float(),
                 levels=torch.arange(n_classes + 1).float() - 0.5, cmap=cmap, alpha=0.25)
     plot_dataset(points, labels, ax=ax, title=title or "decision boundary")
+    ax.set_aspect("equal", adjustable="box")  # the shading fills the whole axes
+    ax.set(xlim=(float(low[0]), float(high[0])), ylim=(float(low[1]), float(high[1])))
     return fig
 
 
