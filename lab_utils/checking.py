@@ -15,6 +15,7 @@ recognisable cause (a batch-size factor, a transpose, a sign...) the table says 
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -81,7 +82,9 @@ class GradientReport:
             verdict = "ok" if c.passed else f"WRONG: {c.problem}"
             lines.append(f"  {c.name:<{width}}  {abs_text:>11}  {rel_text:>10}  {verdict}")
             if c.diagnosis:
-                lines.append(f"  {'':<{width}}  {'':>11}  {'':>10}  -> likely: {c.diagnosis}")
+                indent = " " * (width + 29)
+                lines.append(textwrap.fill(f"-> likely: {c.diagnosis}", 100, initial_indent=indent,
+                                           subsequent_indent=indent + "   ", break_on_hyphens=False))
         lines.extend(self.extra)
         if not self.passed:
             lines.append(f"  (relative error ~{GOOD_RELATIVE_ERROR:g} is good, above "

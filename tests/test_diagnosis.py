@@ -90,7 +90,14 @@ def likely(text, name):
     lines = text.splitlines()
     row = next(i for i, line in enumerate(lines) if line.split()[:1] == [name])
     below = lines[row + 1] if row + 1 < len(lines) else ""
-    return below.split("-> likely: ", 1)[1] if "-> likely: " in below else None
+    if "-> likely: " not in below:
+        return None
+    wrapped = [below.split("-> likely: ", 1)[1]]
+    for line in lines[row + 2:]:  # continuation lines are indented further than the arrow
+        if not line.startswith(" " * (below.index("->") + 3)):
+            break
+        wrapped.append(line.strip())
+    return " ".join(wrapped)
 
 
 # --- correct implementations pass, with no diagnosis -------------------------------------
