@@ -1,0 +1,104 @@
+"""The course on disk: where nbgrader's folders are, which labs exist, and how nbgrader is run.
+
+The course root is the folder holding ``nbgrader_config.py`` (by default the kit's repository
+root). Every instructor command takes ``--course-dir`` and ``--db`` so that the same code runs on
+the real course and on the throw-away courses of the test suite.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+KIT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """Environment for nbgrader/jupyter subprocesses: this interpreter's bin first on PATH
+    (nbgrader runs ``alembic`` from PATH), CPU-only torch, a non-interactive matplotlib."""
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["LAB_DEVICE"] = "cpu"
+    env["MPLBACKEND"] = "Agg"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(KIT_ROOT), env.get("PYTHONPATH")) if p)
+    env.update(extra)
+    return env
+
+
+@dataclass(frozen=True)
+class Course:
+    """An nbgrader course folder: ``root/{solutions,notebooks,submitted,autograded,feedback}``."""
+
+    root: Path
+    db_url: str
+
+    @classmethod
+    def open(cls, course_dir: str | os.PathLike | None = None, db: str | None = None) -> Course:
+        root = Path(course_dir or KIT_ROOT).resolve()
+        if not root.is_dir():
+            raise ValueError(f"--course-dir: expected an existing folder, got {str(root)!r}")
+        if not (root / "nbgrader_config.py").is_file():
+            raise ValueError(f"--course-dir: expected a course folder holding nbgrader_config.py, "
+                             f"got {str(root)!r} (no nbgrader_config.py there)")
+        if db is not None and "://" not in db:
+            raise ValueError(f"--db: expected a database URL such as sqlite:///gradebook.db or "
+                             f"postgresql://user@host/course, got {db!r}")
+        return cls(root, absolute_db_url(db or "sqlite:///gradebook.db", root))
+
+    solutions = property(lambda self: self.root / "solutions")
+    notebooks = property(lambda self: self.root / "notebooks")
+    submitted = property(lambda self: self.root / "submitted")
+    autograded = property(lambda self: self.root / "autograded")
+    feedback = property(lambda self: self.root / "feedback")
+    grading = property(lambda self: self.root / "grading")  # the grader's logs and summaries
+
+    def labs(self) -> list[str]:
+        """Labs of this course: ``solutions/<lab>/<lab>.ipynb`` (the same rule as the tests)."""
+        return sorted(p.parent.name for p in self.solutions.glob("*/*.ipynb")
+                      if p.stem == p.parent.name and ".ipynb_checkpoints" not in p.parts)
+
+    def check_lab(self, lab: str) -> str:
+        labs = self.labs()
+        if lab not in labs:
+            raise ValueError(f"lab: expected one of {labs} (folders of {self.solutions}), got {lab!r}")
+        return lab
+
+    def source_notebooks(self, lab: str) -> list[Path]:
+        return sorted((self.solutions / lab).glob("*.ipynb"))
+
+    def students(self, lab: str) -> list[str]:
+        """Students with a folder ``submitted/<student>/<lab>/``."""
+        return sorted(p.parent.name for p in self.submitted.glob(f"*/{lab}") if p.is_dir())
+
+    def sqlite_path(self) -> Path | None:
+        """The gradebook file when the gradebook is SQLite, else None."""
+        prefix = "sqlite:///"
+        return Path(self.db_url[len(prefix):]) if self.db_url.startswith(prefix) else None
+
+    def nbgrader(self, *args: str, cwd: Path | None = None, timeout: float | None = None,
+                 check: bool = True, env: dict[str, str] | None = None
+                 ) -> subprocess.CompletedProcess:
+        """Run ``nbgrader ARGS --db URL`` in the course root (or ``cwd``)."""
+        return run_nbgrader(*args, "--db", self.db_url, cwd=cwd or self.root, timeout=timeout,
+                            check=check, env=env)
+
+
+def absolute_db_url(url: str, root: Path) -> str:
+    """``sqlite:///relative.db`` resolved against the course root; other URLs unchanged."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        return prefix + str((root / url[len(prefix):]).resolve())
+    return url
+
+
+def run_nbgrader(*args: str, cwd: Path, timeout: float | None = None, check: bool = True,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=cwd,
+                            env=env or tool_env(), capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"nbgrader {' '.join(args)} failed (exit {result.returncode}):\n"
+                           f"{(result.stdout + result.stderr)[-3000:]}")
+    return result

@@ -1,0 +1,148 @@
+"""``python3 kit.py release``: regenerate ``notebooks/`` from ``solutions/`` and build the student
+bundle (``dist/backprop-lab-kit-student/`` and its ``.zip``).
+
+The bundle holds the student notebooks, ``lab_utils``, the environment files (a student
+``pyproject.toml`` that installs only ``lab_utils``, ``constraints.txt``, ``requirements.txt``),
+``kit.py`` and a student README. It never holds ``solutions/``, the instructor tools or tests, and
+:func:`check_bundle` refuses a bundle in which any solution or hidden-test text appears.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import nbformat
+import tomllib
+
+from .course import KIT_ROOT, Course, run_nbgrader
+
+BUNDLE_NAME = "backprop-lab-kit-student"
+MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+REGION = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1", re.S)
+
+STUDENT_README = """\
+# Backprop Lab Kit: student bundle
+
+Labs on backpropagation as Jupyter notebooks, in `notebooks/`:
+
+{labs}
+
+## Start
+With Python 3.10 or newer:
+
+    python3 kit.py lab
+
+The first run creates a virtual environment in `.venv/` and installs what the labs need
+(`pip install -e . -c constraints.txt`); then JupyterLab opens on `notebooks/`. On a remote
+machine add `--no-browser --ip 0.0.0.0 --port 8888`. Without `kit.py`:
+
+    python3 -m venv .venv && .venv/bin/pip install -r requirements.txt -c constraints.txt -e .
+    .venv/bin/jupyter lab notebooks/
+
+## Working on a lab
+Write your code where a cell says `# YOUR CODE HERE` (replace the `raise NotImplementedError()`),
+and run the test cells below it: each names the check that failed. Don't delete, copy or edit
+the test cells: they are restored from the instructor's copy for grading, together with hidden
+tests on inputs you have not seen. Hand in the notebook under its original file name.
+
+`lab_utils` (imported by the notebooks) checks gradients against autograd, makes the toy data
+sets and draws the plots.
+"""
+
+
+def release(course: Course, labs: list[str] | None = None, *, bundle: bool = True) -> Path | None:
+    """Regenerate ``notebooks/<lab>/`` for ``labs`` (default: all) and, with ``bundle``, write the
+    student bundle; returns the bundle folder."""
+    labs = course.labs() if labs is None else [course.check_lab(lab) for lab in labs]
+    if not labs:
+        raise ValueError(f"labs: no lab found under {course.solutions}")
+    with tempfile.TemporaryDirectory(prefix="kit-release-") as scratch:
+        db = f"sqlite:///{Path(scratch) / 'gradebook.db'}"
+        for lab in labs:
+            run_nbgrader("generate_assignment", lab, "--force", "--db", db, cwd=course.root)
+    return build_bundle(course, course.root / "dist" / BUNDLE_NAME) if bundle else None
+
+
+def build_bundle(course: Course, target: Path) -> Path:
+    """Write the student bundle to ``target`` (replaced) and ``target.zip``; check it."""
+    if target.exists():
+        shutil.rmtree(target)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
+    shutil.copytree(course.notebooks, target / "notebooks", ignore=ignore)
+    shutil.copytree(KIT_ROOT / "lab_utils", target / "lab_utils", ignore=ignore)
+    for name in ("kit.py", "constraints.txt"):
+        shutil.copy(KIT_ROOT / name, target / name)
+    project = tomllib.loads((KIT_ROOT / "pyproject.toml").read_text())["project"]
+    (target / "pyproject.toml").write_text(student_pyproject(project))
+    (target / "requirements.txt").write_text("\n".join(project["dependencies"]) + "\n")
+    labs = sorted(p.name for p in (target / "notebooks").iterdir() if p.is_dir())
+    (target / "README.md").write_text(STUDENT_README.format(
+        labs="\n".join(f"- `notebooks/{lab}/{lab}.ipynb`" for lab in labs)))
+    check_bundle(target, [course.solutions / lab / f"{lab}.ipynb" for lab in course.labs()])
+    shutil.make_archive(str(target), "zip", target.parent, target.name)
+    return target
+
+
+def student_pyproject(project: dict) -> str:
+    deps = ",\n".join(f'    "{d}"' for d in project["dependencies"])
+    return f"""[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "{project['name']}-student"
+version = "{project['version']}"
+description = "{project['description']}"
+requires-python = "{project['requires-python']}"
+dependencies = [
+{deps},
+]
+
+[project.optional-dependencies]
+test = []
+
+[tool.setuptools]
+packages = ["lab_utils"]
+"""
+
+
+def secret_lines(source: Path) -> set[str]:
+    """Lines of the solution and hidden-test regions of a source notebook that its released
+    version does not contain (stripped, at least 12 characters: distinctive text only)."""
+    nb = nbformat.read(source, as_version=4)
+    found = set()
+    for cell in nb.cells:
+        for _, region in REGION.findall(cell.source):
+            found.update(line.strip() for line in region.splitlines() if len(line.strip()) >= 12)
+    return found
+
+
+def check_bundle(folder: Path, sources: list[Path]) -> None:
+    """Raise ValueError if the bundle has a solutions folder, a marker or a secret line (a line
+    of a solution or hidden test that no released notebook shows)."""
+    if any(p.name == "solutions" for p in folder.rglob("*")):
+        raise ValueError(f"bundle {folder}: contains a solutions folder")
+    files = {p: _text(p) for p in folder.rglob("*") if p.is_file()}
+    public = "\n".join(text for p, text in files.items() if p.suffix == ".ipynb")
+    secrets = set().union(*(secret_lines(s) for s in sources)) if sources else set()
+    secrets = {s for s in secrets if s not in public} | set(MARKERS)
+    for path, text in files.items():
+        leaked = sorted(s for s in secrets if s in text)
+        if leaked:
+            raise ValueError(f"bundle {folder}: {path.relative_to(folder)} contains {leaked[:3]}")
+
+
+def _text(path: Path) -> str:
+    """A file's text; for a notebook, its cells' sources as a reader sees them (and the raw
+    JSON, so that markers in metadata are seen too)."""
+    raw = path.read_text(errors="ignore")
+    if path.suffix != ".ipynb":
+        return raw
+    try:
+        nb = nbformat.reads(raw, as_version=4)
+    except Exception:
+        return raw
+    return "\n".join(cell.source for cell in nb.cells) + "\n" + raw

@@ -1,0 +1,131 @@
+"""Generated student submissions for the grading tests: correct, blank and partial ones for any
+lab, and the fault and tamper catalogues (each a function of the released notebook)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+import shutil
+import sqlite3
+from pathlib import Path
+
+import nbformat
+
+from labs import make_course, nbgrader
+
+MARKER_LINE = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
+
+
+def graded_id(cell) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def is_solution(cell) -> bool:
+    return bool(cell.get("metadata", {}).get("nbgrader", {}).get("solution"))
+
+
+def answers(source_nb) -> dict[str, str]:
+    """grade_id -> the solution cell's code as a student who solved it would hand it in."""
+    return {graded_id(c): MARKER_LINE.sub("", c.source) for c in source_nb.cells
+            if c.cell_type == "code" and is_solution(c)}
+
+
+def filled(release_nb, source_nb, ids: set[str] | None = None):
+    """The released notebook with the solution cells in ``ids`` (default: all) answered."""
+    nb = copy.deepcopy(release_nb)
+    solved = answers(source_nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and is_solution(cell) and (ids is None or graded_id(cell) in ids):
+            cell.source = solved[graded_id(cell)]
+    return nb
+
+
+def standard_set(release_nb, source_nb) -> dict[str, object]:
+    """correct, blank and partial (the first answer only) submissions."""
+    first = next(graded_id(c) for c in source_nb.cells if c.cell_type == "code" and is_solution(c))
+    return {"correct": filled(release_nb, source_nb), "blank": copy.deepcopy(release_nb),
+            "partial": filled(release_nb, source_nb, {first})}
+
+
+def with_solution(release_nb, code: str, grade_id: str):
+    nb = copy.deepcopy(release_nb)
+    for cell in nb.cells:
+        if graded_id(cell) == grade_id:
+            cell.source = code
+    return nb
+
+
+# ----------------------------------------------------------------------------- course helpers
+
+
+def build_course(root: Path, lab: str, source: Path) -> Path:
+    """A throw-away course with one lab, its release generated."""
+    make_course(root, {lab: source})
+    nbgrader("generate_assignment", lab, "--force", "--db", f"sqlite:///{root / 'release.db'}",
+             cwd=root)
+    return root
+
+
+def read_release(root: Path, lab: str):
+    return nbformat.read(root / "notebooks" / lab / f"{lab}.ipynb", as_version=4)
+
+
+def read_source(root: Path, lab: str):
+    return nbformat.read(root / "solutions" / lab / f"{lab}.ipynb", as_version=4)
+
+
+def submit(root: Path, lab: str, student: str, content, name: str | None = None) -> Path:
+    """Write a submission: a notebook node, raw text (e.g. broken JSON), or None (empty folder)."""
+    folder = root / "submitted" / student / lab
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / (name or f"{lab}.ipynb")
+    if content is None:
+        (folder / "README.txt").write_text("no notebook here\n")
+    elif isinstance(content, str):
+        target.write_text(content)
+    else:
+        nbformat.write(content, target)
+    return folder
+
+
+def tree_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` (relative path -> digest)."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def gradebook_rows(db: Path, lab: str) -> dict[tuple[str, str, str], tuple]:
+    """(student, notebook, cell) -> (auto_score, manual_score, needs_manual_grade) of ``lab``."""
+    query = """
+        SELECT student.id, notebook.name, base_cell.name, grade.auto_score, grade.manual_score,
+               grade.needs_manual_grade
+        FROM grade
+        JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id
+        JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id
+        JOIN assignment ON submitted_assignment.assignment_id = assignment.id
+        JOIN student ON submitted_assignment.student_id = student.id
+        JOIN notebook ON submitted_notebook.notebook_id = notebook.id
+        JOIN base_cell ON grade.cell_id = base_cell.id
+        WHERE assignment.name = ?"""
+    with sqlite3.connect(db) as con:
+        return {tuple(r[:3]): tuple(r[3:]) for r in con.execute(query, (lab,))}
+
+
+def scores(db: Path, lab: str) -> dict[str, float]:
+    """student -> total auto score of ``lab``."""
+    total: dict[str, float] = {}
+    for (student, _, _), (auto, manual, _) in gradebook_rows(db, lab).items():
+        value = manual if manual is not None else auto
+        total[student] = total.get(student, 0.0) + (value or 0.0)
+    return total
+
+
+def copy_submissions(src: Path, dst: Path, lab: str, students: list[str]) -> None:
+    for student in students:
+        shutil.copytree(src / "submitted" / student / lab, dst / "submitted" / student / lab)
+
+
+def load_json(path: Path):
+    return json.loads(path.read_text())
