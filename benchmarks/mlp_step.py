@@ -115,14 +115,23 @@ def literal_step(params: Params, X: torch.Tensor, Y: torch.Tensor, eta: float) -
 class TunedStep:
     """(b) A hand-written step for fixed shapes that allocates nothing after construction.
 
-    ``TunedStep(params, batch_size, eta)(X, Y)`` updates ``params`` in place. The tricks:
-    biases enter through ``addmm``; tanh and the softmax run in place in reused buffers; 1/B is
-    folded into δʸ once (ŷ/B − Y/B) instead of dividing four gradients; δʰ = δʸWʸ is taken
-    before Wʸ moves, so that Wʸ and Wʰ are updated by ``addmm_(…, alpha=−η)`` straight from
-    the products without a gradient buffer; (1 − h²)⊙ is one ``addcmul_`` on h² in place.
+    ``TunedStep(params, batch_size, eta)(X, Y)`` updates the tensors of ``params`` in place (it
+    keeps views of them: replace a tensor in ``params`` and build a new step). The tricks:
+    biases enter through ``addmm``; the activation and the softmax run in place in reused
+    buffers; 1/B is folded into δʸ once (ŷ/B − Y/B) instead of dividing four gradients; δʰ = δʸWʸ
+    is taken before Wʸ moves, so that Wʸ and Wʰ are updated by ``addmm_(…, alpha=−η)`` straight
+    from the products without a gradient buffer; (1 − h²)⊙ is one ``addcmul_`` on h² in place.
+
+    ``tanh``: ``"torch"`` calls ``torch.tanh``; ``"sigmoid"`` uses tanh(x) = 2σ(2x) − 1, with the
+    factor 2 folded into the ``addmm`` (torch's CPU tanh kernel is several times slower than its
+    sigmoid; the identity costs an absolute error of about one float epsilon, and two more
+    kernel calls); ``"auto"`` (the default) picks ``"sigmoid"`` on the CPU for B·nh ≥ 2¹⁴ and
+    ``"torch"`` otherwise.
     """
 
-    def __init__(self, params: Params, batch_size: int, eta: float):
+    def __init__(self, params: Params, batch_size: int, eta: float, *, tanh: str = "auto"):
+        if tanh not in ("auto", "sigmoid", "torch"):
+            raise ValueError(f"tanh: expected 'auto', 'sigmoid' or 'torch', got {tanh!r}")
         X, Y = _empty_batch(params, batch_size)
         check_mlp_inputs(params, X, Y)
         if any(params[k].requires_grad for k in PARAM_NAMES):
@@ -130,6 +139,8 @@ class TunedStep:
                              "that track gradients; pass clone_params(params)")
         self.params, self.eta = params, _check_eta(eta)
         self.x_shape, self.y_shape = tuple(X.shape), tuple(Y.shape)
+        self.via_sigmoid = tanh == "sigmoid" or (tanh == "auto" and X.device.type == "cpu"
+                                                 and batch_size * params["Wh"].shape[0] >= 2**14)
         like = {"dtype": X.dtype, "device": X.device}
         nh, ny = params["Wh"].shape[0], Y.shape[1]
         self.h = torch.empty(batch_size, nh, **like)        # h, then h²
@@ -139,28 +150,32 @@ class TunedStep:
         self.s_sum = torch.empty(batch_size, 1, **like)
         self.bh_grad = torch.empty(1, nh, **like)
         self.by_grad = torch.empty(1, ny, **like)
+        self.Wh, self.Wy = params["Wh"], params["Wy"]
+        self.bh_row, self.by_row = params["bh"].T, params["by"].T     # (1, nh), (1, ny) views
 
     def __call__(self, X: torch.Tensor, Y: torch.Tensor) -> None:
         if X.shape != self.x_shape or Y.shape != self.y_shape:
             raise ValueError(f"X, Y: expected shapes {self.x_shape} and {self.y_shape} (fixed when "
                              f"the step was built), got {tuple(X.shape)} and {tuple(Y.shape)}")
-        p, h, dh, s, eta = self.params, self.h, self.dh, self.s, self.eta
+        Wh, Wy, h, dh, s, eta = self.Wh, self.Wy, self.h, self.dh, self.s, self.eta
         batch_size = self.x_shape[0]
-        torch.addmm(p["bh"].T, X, p["Wh"].T, out=h)               # h~ = X Whᵀ + bhᵀ
-        torch.tanh(h, out=h)                                      # h
-        torch.addmm(p["by"].T, h, p["Wy"].T, out=s)               # y~ = h Wyᵀ + byᵀ
+        if self.via_sigmoid:
+            torch.addmm(self.bh_row, X, Wh.T, beta=2, alpha=2, out=h)  # 2h~
+            h.sigmoid_().mul_(2).sub_(1)                          # h = 2σ(2h~) − 1 = tanh(h~)
+        else:
+            torch.addmm(self.bh_row, X, Wh.T, out=h)              # h~ = X Whᵀ + bhᵀ
+            torch.tanh(h, out=h)                                  # h
+        torch.addmm(self.by_row, h, Wy.T, out=s)                  # y~ = h Wyᵀ + byᵀ
         torch.amax(s, dim=1, keepdim=True, out=self.s_max)
         s.sub_(self.s_max).exp_()                                 # e^(y~ − max)
         torch.sum(s, dim=1, keepdim=True, out=self.s_sum).mul_(batch_size)
         s.div_(self.s_sum).sub_(Y, alpha=1.0 / batch_size)        # δʸ = (ŷ − Y) / B
-        torch.mm(s, p["Wy"], out=dh)                              # δʸ Wʸ, before Wʸ moves
-        p["Wy"].addmm_(s.T, h, alpha=-eta)                        # Wʸ −= η δʸᵀ h
-        torch.sum(s, dim=0, keepdim=True, out=self.by_grad)
-        p["by"].sub_(self.by_grad.T, alpha=eta)
+        torch.mm(s, Wy, out=dh)                                   # δʸ Wʸ, before Wʸ moves
+        Wy.addmm_(s.T, h, alpha=-eta)                             # Wʸ −= η δʸᵀ h
+        self.by_row.sub_(torch.sum(s, dim=0, keepdim=True, out=self.by_grad), alpha=eta)
         dh.addcmul_(dh, h.mul_(h), value=-1.0)                    # δʰ = δʸWʸ ⊙ (1 − h²)
-        p["Wh"].addmm_(dh.T, X, alpha=-eta)                       # Wʰ −= η δʰᵀ X
-        torch.sum(dh, dim=0, keepdim=True, out=self.bh_grad)
-        p["bh"].sub_(self.bh_grad.T, alpha=eta)
+        Wh.addmm_(dh.T, X, alpha=-eta)                            # Wʰ −= η δʰᵀ X
+        self.bh_row.sub_(torch.sum(dh, dim=0, keepdim=True, out=self.bh_grad), alpha=eta)
 
 
 # (c), (d) autograd ----------------------------------------------------------------------------

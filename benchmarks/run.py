@@ -1,0 +1,287 @@
+"""``python -m benchmarks.run [--quick] [--output PATH]`` (or ``python3 kit.py bench``): time the
+training step five ways, each solution notebook's Run All, the grading of a class and
+``import lab_utils``; print the report and write it to ``docs/benchmarks.md``.
+
+``--quick`` proves the machinery works in seconds (tiny sizes, one round, Run All of the test
+fixture notebook instead of the labs, no grading); its figures mean nothing. Nothing here is ever asserted on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from .classroom import (
+    FIXTURE,
+    ROOT,
+    GradingTiming,
+    discover_labs,
+    import_seconds,
+    run_all_seconds,
+    time_grading,
+)
+from .steps import CPU_SIZES, GPU_SIZES, QUICK_SIZES, VARIANTS, StepTiming, time_steps
+
+DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
+GOAL_VS_AUTOGRAD, GOAL_VS_FLOOR = 0.9, 1.2
+NOISE_LIMIT = 0.25  # a verdict needs both medians within ±25% (half the IQR over the median)
+RATIOS = [("literal", "autograd"), ("tuned", "autograd"), ("tuned_torch_tanh", "autograd"),
+          ("compiled", "autograd"), ("tuned", "floor"), ("autograd", "floor")]
+
+
+@dataclass
+class Report:
+    quick: bool
+    machine: dict[str, str]
+    steps: dict[str, list[StepTiming]] = field(default_factory=dict)   # device -> sizes
+    run_all: dict[str, list[float] | str] = field(default_factory=dict)  # lab -> seconds or note
+    grading: list[GradingTiming] = field(default_factory=list)
+    grading_note: str = ""
+    imports: dict[str, list[float]] = field(default_factory=dict)
+    load: list[float] = field(default_factory=list)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):  # Windows
+        return None
+
+
+def machine_info() -> dict[str, str]:
+    cuda = (f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})" if torch.cuda.is_available()
+            else "none: the GPU figures were not measured in this run")
+    return {"CPU": f"{cpu_model()}, {os.cpu_count()} logical cores",
+            "torch": f"{torch.__version__}, {torch.get_num_threads()} CPU threads (torch.set_num_threads)",
+            "Python": f"{platform.python_version()} on {platform.system()} {platform.release()}",
+            "GPU": cuda,
+            "Date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+# formatting -------------------------------------------------------------------------------
+
+def fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.2f} s"
+
+
+def fmt_ratio(ratio: float | None) -> str:
+    return "–" if ratio is None else f"{ratio:.2f}×"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+def step_tables(timings: list[StepTiming]) -> list[str]:
+    variants = [v for v in VARIANTS if any(v in t.samples or v in t.notes for t in timings)]
+    times = []
+    for t in timings:
+        cells = []
+        for v in variants:
+            spread = t.spread(v)
+            cells.append(t.notes.get(v, "–") if t.median(v) is None else
+                         fmt_time(t.median(v)) + (f" ±{spread / 2:.0%}" if spread is not None else ""))
+        times.append([t.label, *cells])
+    ratios = [[t.label, *(fmt_ratio(t.ratio(a, b)) for a, b in RATIOS)] for t in timings]
+    return [*table(["size (nx-nh-ny, batch)", *(VARIANTS[v] for v in variants)], times), "",
+            *table(["size", *(f"{VARIANTS[a].split(' ', 1)[1]} / {VARIANTS[b].split(' ', 1)[1]}"
+                              for a, b in RATIOS)], ratios)]
+
+
+def verdict(timing: StepTiming, variant: str, to: str, goal: float) -> str:
+    """'goal met' / 'goal **not** met', or why the figures cannot tell (missing, too noisy)."""
+    ratio = timing.ratio(variant, to)
+    if ratio is None:
+        return "not measured"
+    noise = max(timing.spread(variant) or 0.0, timing.spread(to) or 0.0) / 2
+    if noise > NOISE_LIMIT:
+        return f"inconclusive: the blocks scatter by ±{noise:.0%}, rerun on a quiet machine"
+    return "goal met" if ratio <= goal else "goal **not** met"
+
+
+def closing_note(report: Report) -> list[str]:
+    lines = []
+    for device, timings in report.steps.items():
+        if not timings:
+            continue
+        largest = timings[-1]
+        lines.append(f"On **{device}** the tuned step takes, relative to autograd:")
+        for t in timings:
+            lines.append(f"- {t.label}: tuned {fmt_ratio(t.ratio('tuned', 'autograd'))} (goal ≤ "
+                         f"{GOAL_VS_AUTOGRAD}×: {verdict(t, 'tuned', 'autograd', GOAL_VS_AUTOGRAD)}); "
+                         f"literal translation {fmt_ratio(t.ratio('literal', 'autograd'))}.")
+        lines.append(f"- At the largest size ({largest.label}) the tuned step is "
+                     f"{fmt_ratio(largest.ratio('tuned', 'floor'))} the matmul floor (goal ≤ "
+                     f"{GOAL_VS_FLOOR}×: {verdict(largest, 'tuned', 'floor', GOAL_VS_FLOOR)}).")
+        lines.append("")
+    if "cuda" not in report.steps:
+        lines.append("GPU: not measured in this run (no CUDA device on this machine); on a machine with "
+                     "one, the same command measures it too, at the larger GPU sizes.")
+    return lines
+
+
+def render(report: Report) -> str:
+    m = report.machine
+    out = ["# Benchmarks", ""]
+    if report.quick:
+        out += ["**Quick mode**: tiny sizes and one round, to prove that the benchmark runs. "
+                "These figures mean nothing; run `python3 kit.py bench` for real ones.", ""]
+    out += ["Written by `python3 kit.py bench` (`python -m benchmarks.run`). Every time is a median "
+            "of repeated measurements; speed is never asserted in the tests.", "",
+            "## Machine", "", *table(["", ""], [[k, v] for k, v in m.items()])]
+    load = [x for x in report.load if x is not None]
+    if load:
+        busy = max(load) > 0.75 * (os.cpu_count() or 1)
+        out += ["", f"1-minute load average: {load[0]:.2f} at the start, {load[-1]:.2f} at the end"
+                + (" (the machine was busy with other work: expect noisy figures)." if busy else ".")]
+    out += ["", "## Training step", "",
+            "One step = forward, backward and the SGD update of `Wh`, `bh`, `Wy`, `by`, in float32, "
+            "on random data (the lecture's tanh MLP, softmax and mean cross-entropy). "
+            "Timed with `torch.utils.benchmark.Timer` after a warm-up, in blocks of about 1 ms "
+            "(10 ms on CUDA), variants interleaved over several rounds; each figure is the median "
+            "over blocks and ± is half their interquartile range over the median.", "",
+            "- (a) literal: the lecture's forward and `backward` as written, then `p -= eta * grad`.",
+            "- (b) tuned: the kit's hand-written step (`benchmarks/mlp_step.py: TunedStep`): fused "
+            "bias `addmm`, in-place activation and softmax, 1/B folded into δʸ, `addmm_(alpha=-eta)` "
+            "updates straight into the weights, buffers reused across steps; on the CPU, for B·nh ≥ 2¹⁴, tanh is computed as "
+            "2σ(2x) − 1 (torch's CPU tanh kernel is several times slower than its sigmoid).",
+            "- (b') the same tuned step with `torch.tanh` (shows what the tanh identity is worth).",
+            "- (c) autograd: `lab_utils.mlp_loss(...).backward()`, then the same update.",
+            "- (d) compiled: (c) with the loss under `torch.compile` (its backward compiled too).",
+            "- (e) matmul floor: the step's five matrix products alone, into preallocated buffers.",
+            "", "The hand-written steps never compute the loss value (the gradient does not need it); "
+            "autograd must.", ""]
+    for device, timings in report.steps.items():
+        out += [f"### {device}", "", *step_tables(timings), ""]
+    out += ["## Run All (solution notebooks)", "",
+            "A fresh `python3` kernel per run (its start included), `LAB_DEVICE=cpu`; the median of "
+            "the runs.", ""]
+    if report.run_all:
+        out += table(["notebook", "Run All (median)", "runs"],
+                     [[lab, fmt_time(statistics.median(v)) if isinstance(v, list) else v,
+                       ", ".join(fmt_time(s) for s in v) if isinstance(v, list) else "–"]
+                      for lab, v in report.run_all.items()])
+    else:
+        out += ["No solution notebooks were found under `solutions/`."]
+    out += ["", "## Grading", "", report.grading_note, ""]
+    if report.grading:
+        out += table(["grader", "workers", "submissions", "total", "per submission"],
+                     [[g.method, str(g.workers), str(g.submissions), fmt_time(g.seconds) if
+                       g.seconds is not None else g.note, fmt_time(g.per_submission)]
+                      for g in report.grading])
+    out += ["", "## `import lab_utils`", ""]
+    for module, seconds in report.imports.items():
+        out.append(f"- `import {module}`: {fmt_time(statistics.median(seconds))} (median of "
+                   f"{len(seconds)} fresh interpreters, interpreter start excluded)")
+    out += ["", "## Closing note", "", *closing_note(report)]
+    return "\n".join(out).rstrip() + "\n"
+
+
+# running ----------------------------------------------------------------------------------
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="seconds-long smoke run; figures mean nothing")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
+                        help=f"where to write the report (default: {DEFAULT_OUTPUT.relative_to(ROOT)})")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="torch CPU threads (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds per size")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
+    parser.add_argument("--no-notebooks", action="store_true", help="skip Run All and grading")
+    parser.add_argument("--class-size", type=int, default=4, help="submissions per lab to grade")
+    parser.add_argument("--repeat", type=int, default=3, help="Run All repeats per notebook")
+    args = parser.parse_args(argv)
+    for name in ("threads", "class_size", "repeat", "rounds"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')}: expected an int >= 1, got {value}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    report = Report(quick=args.quick, machine=machine_info(), load=[load_average()])
+    quick = args.quick
+    rounds = args.rounds or (1 if quick else 7)
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    for device in devices:
+        sizes = QUICK_SIZES if quick else GPU_SIZES if device.type == "cuda" else CPU_SIZES
+        for size in sizes:
+            log(f"training step {size} on {device}")
+            report.steps.setdefault(str(device), []).append(time_steps(
+                size, device, compile=not (quick or args.no_compile), rounds=rounds,
+                min_run_time=0.02 if quick else 0.15, warmup=1 if quick else 3))
+
+    log("import lab_utils")
+    modules = ("lab_utils",) if quick else ("lab_utils", "torch")
+    report.imports = {m: import_seconds(m, repeat=1 if quick else 5) for m in modules}
+
+    labs = {"fixture": FIXTURE} if quick else discover_labs()
+    if args.no_notebooks:
+        report.grading_note = "Skipped (--no-notebooks)."
+        labs = {}
+    for lab, notebook in labs.items():
+        log(f"Run All {lab}")
+        try:
+            report.run_all[lab] = run_all_seconds(notebook, repeat=1 if quick else args.repeat)
+        except Exception as error:  # a failing notebook is reported, not fatal
+            report.run_all[lab] = f"failed: {type(error).__name__}"
+    if quick:
+        report.grading_note = "Skipped in quick mode."
+    elif labs:
+        workers = sorted({1, 2, os.cpu_count() or 1})
+        log(f"grading {len(labs)} lab(s) x {args.class_size} submissions")
+        with tempfile.TemporaryDirectory(prefix="bench-grading-") as workdir:
+            report.grading = time_grading(Path(workdir), labs, class_size=args.class_size,
+                                          worker_counts=workers)
+        report.grading_note = (
+            f"A class of {args.class_size} per lab ({', '.join(labs)}): even student ids hand in the "
+            "solution, odd ones the blank student version. Each grader starts from a fresh copy of "
+            "the same course (the kit's nbgrader_config.py); times include each tool's own start.")
+    elif not args.no_notebooks:
+        report.grading_note = "No solution notebooks were found under `solutions/`."
+
+    report.load.append(load_average())
+    text = render(report)
+    print(text)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    log(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
