@@ -6,8 +6,10 @@ How one submission is graded (a worker; N of them run at once):
    grader's settings), a copy of ``solutions/<lab>/``, a copy of ``submitted/<student>/<lab>/``
    (symbolic links left out) and a scratch SQLite gradebook copied from a template that
    ``nbgrader generate_assignment`` seeded once for the whole run.
-2. ``nbgrader autograde <lab> --student <student>`` runs there as a subprocess with a wall-clock
-   limit (the per-submission limit; nbgrader applies the per-cell one). Its kernel is started
+2. ``nbgrader autograde <lab> --student <student>`` runs there in a child forked by the worker's
+   warm nbgrader process (:mod:`instructor.warm`: nbgrader imported once per worker, each child
+   in its own session) with a wall-clock limit (the per-submission limit, at which the child's
+   process group and its kernels are killed; nbgrader applies the per-cell one). Its kernel is started
    through :mod:`instructor.sandbox` (memory/file/CPU limits, private mount namespace where
    available) and runs :mod:`instructor.kernel_guard` before any student code.
 3. The main process (the only writer of the real gradebook) copies the scores, comments and
@@ -22,10 +24,10 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,9 +40,10 @@ import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 from sqlalchemy.exc import SAWarning
 
-from .course import KIT_ROOT, Course, run_nbgrader, tool_env
+from .course import KIT_ROOT, Course, tool_env
 from .kernel_guard import STARTUP
 from .sandbox import can_isolate
+from .warm import WarmNbgrader
 
 KERNEL_NAME = "kit-sandbox"
 HIDDEN_NAMES = ("solutions", "submitted", "autograded", "feedback", "downloaded", "release",
@@ -115,12 +118,17 @@ def grade(course: Course, lab: str, *, students: list[str] | None = None, worker
                          f"(found {available})")
     run_dir = Path(tempfile.mkdtemp(prefix="kit-grade-", dir="/tmp" if isolate else None))
     outcomes: list[Outcome] = []
+    warm: queue.Queue[WarmNbgrader] = queue.Queue()
+    started: list[WarmNbgrader] = []
     try:
-        template = _prepare_template(course, lab, run_dir)
+        for _ in range(min(workers, max(len(students), 1))):
+            started.append(WarmNbgrader())
+            warm.put(started[-1])
+        template = _prepare_template(course, lab, run_dir, started[0])
         hide = _hidden_paths(course)
         with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = [pool.submit(grade_one, course, lab, s, template, run_dir, limits, isolate,
-                                   hide) for s in students]
+                                   hide, warm) for s in students]
             bar = _progress(len(futures), lab, progress)
             for future in as_completed(futures):
                 outcome = future.result()
@@ -130,6 +138,8 @@ def grade(course: Course, lab: str, *, students: list[str] | None = None, worker
                 bar.update(1)
             bar.close()
     finally:
+        for worker in started:
+            worker.close()
         shutil.rmtree(run_dir, ignore_errors=True)
     outcomes.sort(key=lambda o: o.student)
     _save_results(course, lab, outcomes)
@@ -142,16 +152,22 @@ def _progress(total: int, lab: str, enabled: bool):
                 file=sys.stderr)
 
 
-def _prepare_template(course: Course, lab: str, run_dir: Path) -> Path:
+def _prepare_template(course: Course, lab: str, run_dir: Path, warm: WarmNbgrader) -> Path:
     """A course holding only this lab's source, its release and a seeded scratch gradebook; the
-    real gradebook gets the same assignment (nbgrader generate_assignment, as a serial run would)."""
+    real gradebook gets the same assignment (nbgrader generate_assignment, as a serial run would,
+    in children of a warm nbgrader process)."""
     template = run_dir / "template"
     shutil.copytree(course.solutions / lab, template / "solutions" / lab,
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     shutil.copy(course.root / "nbgrader_config.py", template / "nbgrader_config.py")
     db = f"sqlite:///{template / 'gradebook.db'}"
-    run_nbgrader("generate_assignment", lab, "--force", "--db", db, cwd=template)
-    run_nbgrader("generate_assignment", lab, "--force", "--db", course.db_url, cwd=template)
+    for url in (db, course.db_url):
+        argv = ["generate_assignment", lab, "--force", "--db", url]
+        log = run_dir / "generate_assignment.log"
+        status, _ = warm.run(argv, cwd=template, env=tool_env(), log=log)
+        if status != 0:
+            raise RuntimeError(f"nbgrader {' '.join(argv)} failed (exit {status}):\n"
+                               f"{log.read_text(errors='replace')[-3000:]}")
     return template
 
 
@@ -167,22 +183,27 @@ def _hidden_paths(course: Course) -> list[str]:
 
 
 def grade_one(course: Course, lab: str, student: str, template: Path, run_dir: Path,
-              limits: Limits, isolate: bool, hide: list[str]) -> Outcome:
-    """Autograde one submission in its own throw-away course; never raises."""
+              limits: Limits, isolate: bool, hide: list[str],
+              warm: queue.Queue[WarmNbgrader]) -> Outcome:
+    """Autograde one submission in its own throw-away course with a free warm nbgrader process
+    from ``warm``; never raises."""
     outcome = Outcome(student, lab)
     start = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="w-", dir=run_dir))
     outcome.workdir = str(work)
+    worker = warm.get()
     try:
-        _grade_in(course, lab, student, template, work, limits, isolate, hide, outcome)
+        _grade_in(course, lab, student, template, work, limits, isolate, hide, outcome, worker)
     except Exception as error:  # the batch always finishes
         outcome.status = "failed"
         outcome.problems.append(f"the grader itself failed: {type(error).__name__}: {error}")
+    finally:
+        warm.put(worker)
     outcome.seconds = round(time.monotonic() - start, 2)
     return outcome
 
 
-def _grade_in(course, lab, student, template, work, limits, isolate, hide, outcome) -> None:
+def _grade_in(course, lab, student, template, work, limits, isolate, hide, outcome, worker) -> None:
     scratch = work / "course"
     submission = scratch / "submitted" / student / lab
     shutil.copytree(template / "solutions" / lab, scratch / "solutions" / lab)
@@ -201,24 +222,19 @@ def _grade_in(course, lab, student, template, work, limits, isolate, hide, outco
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = tool_env(JUPYTER_PATH=str(work / "jupyter"), JUPYTER_RUNTIME_DIR=str(work / "runtime"),
                    JUPYTER_DATA_DIR=str(work / "data"))
-    command = [sys.executable, "-m", "nbgrader", "autograde", lab, "--student", student, "--force"]
+    argv = ["autograde", lab, "--student", student, "--force"]
     memory = (limits.memory_mb + 2048) * 1024 * 1024
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=scratch, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True,
-                                   preexec_fn=lambda: _limit_memory(memory))
-        try:
-            process.wait(timeout=limits.submission_timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(process.pid)
-            process.wait()
-            outcome.status = "failed"
-            outcome.problems.append(f"stopped after {limits.submission_timeout} s, the "
-                                    "per-submission time limit; nothing of it was graded")
-        finally:
-            _kill_kernels(pid_file)
+    try:  # nbgrader in its own session, killed with its whole group at the submission limit
+        status, killed = worker.run(argv, cwd=scratch, env=env, log=log_path, memory=memory,
+                                    timeout=limits.submission_timeout)
+    finally:
+        _kill_kernels(pid_file)
+    if killed:
+        outcome.status = "failed"
+        outcome.problems.append(f"stopped after {limits.submission_timeout} s, the "
+                                "per-submission time limit; nothing of it was graded")
     text = log_path.read_text(errors="replace")
-    if process.returncode not in (0, None) and outcome.status != "failed":
+    if status != 0 and outcome.status != "failed":
         outcome.status = "failed"
         explained = any("is missing" in p or "not a valid notebook" in p for p in outcome.problems)
         if not explained:
@@ -266,11 +282,6 @@ def _write_kernelspec(work: Path, limits: Limits, isolate: bool, hide: list[str]
     folder = work / "jupyter" / "kernels" / KERNEL_NAME
     folder.mkdir(parents=True)
     (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
-
-
-def _limit_memory(nbytes: int) -> None:
-    import resource
-    resource.setrlimit(resource.RLIMIT_AS, (nbytes, nbytes))
 
 
 def _kill_group(pid: int) -> None:

@@ -180,3 +180,37 @@ def test_feedback_explains_failures_without_hidden_test_code(graded):
 def page_text(path: Path) -> str:
     """The text a reader sees in an HTML page (tags from syntax highlighting removed)."""
     return html.unescape(re.sub(r"<[^>]+>", "", path.read_text()))
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids of live processes whose environment holds ``text`` (the kernels carry the course's
+    paths in KIT_SANDBOX)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if text.encode() in (proc / "environ").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_submission_time_limit_kills_nbgrader_and_its_kernel(tmp_path):
+    """A submission still running at the per-submission limit is stopped (nbgrader and its
+    kernel killed, nothing of theirs left running) and scores 0; the others are graded."""
+    from instructor.course import Course
+    from instructor.grade import Limits, grade
+
+    root = build_course(tmp_path / "course", LAB, FIXTURE)
+    release = read_release(root, LAB)
+    submit(root, LAB, "correct", with_solution(release, CORRECT, "add"))
+    submit(root, LAB, "stuck", with_solution(release, "import time\nwhile True:\n    time.sleep(1)",
+                                             "add"))
+    outcomes = grade(Course.open(root), LAB, workers=2, progress=False,
+                     limits=Limits(cell_timeout=300, submission_timeout=15))
+    by_student = {o.student: o for o in outcomes}
+    assert by_student["stuck"].status == "failed"
+    assert any("stopped after 15 s" in p for p in by_student["stuck"].problems)
+    assert by_student["correct"].status == "graded"
+    assert scores(root / "gradebook.db", LAB) == {"correct": 3.0, "stuck": 0.0}
+    assert _processes_mentioning(str(root / "submitted")) == []
