@@ -10,7 +10,8 @@ as JSON in the environment variable ``KIT_SANDBOX``::
 Always: address-space, file-size and CPU-time limits, no core dumps, one thread per kernel for
 torch/BLAS, and the grader's startup code (``instructor.kernel_guard``). When the launcher runs as
 root on Linux and ``isolate`` is true it also enters a private mount namespace where ``/tmp`` is an
-empty tmpfs (so other submissions' working copies and the scratch gradebooks are gone), every path
+empty tmpfs (so other submissions' working copies and the scratch gradebooks are gone; only the
+kit's own code and virtual environment are bound back, read-only, when they live there), every path
 in ``hide`` is covered (folders by an empty tmpfs, files by ``/dev/null``), the root file system
 is read-only, and only the submission's own working copy is writable.
 """
@@ -80,6 +81,11 @@ def isolate(settings: dict, cwd: str) -> None:
         inside = os.path.join(stage, os.path.relpath(path, "/tmp"))
         os.makedirs(inside, exist_ok=True)
         _mount(libc, path, inside, None, MS_BIND)
+    for path in _code_under_tmp():  # a kit or venv that itself lives under /tmp stays visible
+        inside = os.path.join(stage, os.path.relpath(path, "/tmp"))
+        os.makedirs(inside, exist_ok=True)
+        _mount(libc, path, inside, None, MS_BIND | MS_REC)
+        _mount(libc, None, inside, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
     _mount(libc, stage, "/tmp", None, MS_MOVE)
     for path in settings.get("hide", []):
         if path.startswith("/tmp/"):
@@ -91,6 +97,14 @@ def isolate(settings: dict, cwd: str) -> None:
             _mount(libc, "/dev/null", path, None, MS_BIND)
     _mount(libc, None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY)
     os.chdir(cwd)
+
+
+def _code_under_tmp() -> list[str]:
+    """The code a kernel imports, where it lies under /tmp (e.g. a clone in /tmp): the virtual
+    environment, lab_utils and instructor. Never the course data: solutions/ stays out."""
+    kit = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = [sys.prefix, os.path.join(kit, "lab_utils"), os.path.join(kit, "instructor")]
+    return sorted({os.path.realpath(p) for p in paths if os.path.realpath(p).startswith("/tmp/")})
 
 
 def prepare_home(settings: dict, connection: str, home: str) -> str:
