@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from instructor.course import find_labs, tool_env
+
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
 FIXTURE = ROOT / "tests" / "fixtures" / "fixture_lab.ipynb"
@@ -25,16 +27,7 @@ IGNORE = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__")
 
 def discover_labs(solutions: Path = SOLUTIONS) -> dict[str, Path]:
     """``{lab: solutions/<lab>/<lab>.ipynb}`` for every lab folder, sorted by name."""
-    return {p.parent.name: p for p in sorted(solutions.glob("*/*.ipynb"))
-            if p.stem == p.parent.name and ".ipynb_checkpoints" not in p.parts}
-
-
-def tool_env() -> dict[str, str]:
-    """The environment for kernels and nbgrader: this venv's bin first on PATH (nbgrader runs
-    ``alembic``), CPU compute and a non-interactive matplotlib backend."""
-    env = {**os.environ, **LAB_ENV}
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    return env
+    return {lab: solutions / lab / f"{lab}.ipynb" for lab in find_labs(solutions)}
 
 
 @contextlib.contextmanager

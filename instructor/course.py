@@ -28,6 +28,13 @@ def tool_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def find_labs(solutions: Path) -> list[str]:
+    """The labs under ``solutions``: every folder ``<lab>/`` holding ``<lab>.ipynb``, sorted.
+    Tests, benchmarks and the grader all discover labs by this one rule."""
+    return sorted(p.parent.name for p in Path(solutions).glob("*/*.ipynb")
+                  if p.stem == p.parent.name and ".ipynb_checkpoints" not in p.parts)
+
+
 @dataclass(frozen=True)
 class Course:
     """An nbgrader course folder: ``root/{solutions,notebooks,submitted,autograded,feedback}``."""
@@ -56,9 +63,8 @@ class Course:
     grading = property(lambda self: self.root / "grading")  # the grader's logs and summaries
 
     def labs(self) -> list[str]:
-        """Labs of this course: ``solutions/<lab>/<lab>.ipynb`` (the same rule as the tests)."""
-        return sorted(p.parent.name for p in self.solutions.glob("*/*.ipynb")
-                      if p.stem == p.parent.name and ".ipynb_checkpoints" not in p.parts)
+        """Labs of this course (see :func:`find_labs`)."""
+        return find_labs(self.solutions)
 
     def check_lab(self, lab: str) -> str:
         labs = self.labs()

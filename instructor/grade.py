@@ -341,14 +341,19 @@ def _graded_ids(nb) -> list[str]:
             if c.get("metadata", {}).get("nbgrader", {}).get("grade_id")]
 
 
+def _readable_notebooks(folder: Path):
+    """``(path, notebook)`` for each notebook in ``folder`` that nbformat can read."""
+    for path in sorted(folder.glob("*.ipynb")):
+        try:
+            yield path, nbformat.read(path, as_version=4)
+        except Exception:
+            continue
+
+
 def scan_for_tampering(folder: Path) -> list[str]:
     """Flags for review: code in the student's (unlocked) cells that looks like tampering."""
     flags = []
-    for path in sorted(folder.glob("*.ipynb")):
-        try:
-            nb = nbformat.read(path, as_version=4)
-        except Exception:
-            continue
+    for path, nb in _readable_notebooks(folder):
         for index, cell in enumerate(nb.cells):
             meta = cell.get("metadata", {}).get("nbgrader", {})
             if cell.cell_type != "code" or (meta.get("locked") and not meta.get("solution")):
@@ -380,11 +385,7 @@ def explain_nbgrader_failure(log: str) -> str:
 def describe_execution(folder: Path, limits: Limits) -> list[str]:
     """Problems seen in the executed (autograded) notebooks: timeouts, memory, output floods."""
     notes = []
-    for path in sorted(folder.glob("*.ipynb")):
-        try:
-            nb = nbformat.read(path, as_version=4)
-        except Exception:
-            continue
+    for path, nb in _readable_notebooks(folder):
         for index, cell in enumerate(nb.cells):
             where = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or f"cell {index}"
             for output in cell.get("outputs", []):

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from instructor.course import find_labs, tool_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
@@ -17,8 +18,7 @@ MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN T
 
 
 def discover_labs() -> list[str]:
-    return sorted(p.parent.name for p in SOLUTIONS.glob("*/*.ipynb")
-                  if p.stem == p.parent.name and ".ipynb_checkpoints" not in p.parts)
+    return find_labs(SOLUTIONS)
 
 
 def solution_path(lab: str) -> Path:
@@ -27,15 +27,6 @@ def solution_path(lab: str) -> Path:
 
 def student_path(lab: str) -> Path:
     return NOTEBOOKS / lab / f"{lab}.ipynb"
-
-
-def tool_env() -> dict[str, str]:
-    """The environment for nbgrader/jupyter subprocesses: this venv's bin first on PATH."""
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env.setdefault("LAB_DEVICE", "cpu")
-    env["MPLBACKEND"] = "Agg"
-    return env
 
 
 def nbgrader(*args: str, cwd: Path, check: bool = True, timeout: float = 900
