@@ -31,11 +31,11 @@ def check_mlp_inputs(params: Mapping[str, torch.Tensor], X: torch.Tensor, Y: tor
     require_tensor("params['by']", params["by"], shape=(ny, 1), floating=True)
     require_tensor("X", X, shape=(None, nx), floating=True)
     require_tensor("Y", Y, shape=(X.shape[0], ny), floating=True)
-    for name, tensor in [*params.items(), ("X", X), ("Y", Y)]:
-        if name in PARAM_NAMES or name in ("X", "Y"):
-            if tensor.device != Wh.device:
-                raise ValueError(f"{name if name in ('X', 'Y') else f'params[{name!r}]'}: expected "
-                                 f"a tensor on {Wh.device} like params['Wh'], got one on {tensor.device}")
+    named = {f"params[{k!r}]": params[k] for k in PARAM_NAMES} | {"X": X, "Y": Y}
+    for name, tensor in named.items():
+        if tensor.device != Wh.device:
+            raise ValueError(f"{name}: expected a tensor on {Wh.device} like params['Wh'], "
+                             f"got one on {tensor.device}")
 
 
 def _scores(params: Mapping[str, torch.Tensor], X: torch.Tensor,
