@@ -10,6 +10,8 @@
 - ``plotting``: data, decision boundaries, training curves, growth curves (matplotlib is
   imported only when a plot is made).
 - ``timing``: :func:`time_call` for the labs' timing experiments.
+- ``testing``: :func:`~lab_utils.testing.runs_student_code`, for the labs' own test helpers
+  (imported on its own: ``from lab_utils.testing import runs_student_code``).
 """
 
 from __future__ import annotations
