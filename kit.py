@@ -18,7 +18,8 @@ Instructors::
 
 This file uses the standard library only: it creates the virtual environment, installs the
 project into it (``pip install -e .[test] -c constraints.txt``) once, and re-runs itself there.
-Set ``KIT_VENV`` to put the environment elsewhere.
+Set ``KIT_VENV`` to put the environment elsewhere. In the student bundle (no tests, no
+instructor tools next to it) it offers only ``lab``.
 """
 
 from __future__ import annotations
@@ -34,21 +35,30 @@ VENV = Path(os.environ.get("KIT_VENV", ROOT / ".venv"))
 STAMP = VENV / ".kit-installed"
 INSTALL_INPUTS = ("pyproject.toml", "constraints.txt")
 
-USAGE = """usage: python3 kit.py COMMAND [ARGS...]
+COMMANDS = {  # command -> (what it needs next to kit.py, help line)
+    "lab": ("notebooks", "open JupyterLab on notebooks/ (add --no-browser on a remote machine; "
+                         "--instructor opens the whole course, for Formgrader)"),
+    "test": ("tests", "ruff, then the whole test suite (extra arguments go to pytest)"),
+    "release": ("instructor", "regenerate notebooks/ from solutions/ and build the student bundle"),
+    "collect": ("instructor", "import submissions (nbgrader folders, an LMS zip, the exchange)"),
+    "grade": ("instructor", "autograde submissions in parallel, sandboxed, into the gradebook"),
+    "feedback": ("instructor", "write per-student HTML feedback"),
+    "export": ("instructor", "write grades.csv and the grading summary"),
+    "bench": ("benchmarks", "run the benchmarks and write docs/benchmarks.md"),
+}
 
-student commands:
-  lab [jupyter lab options]   open JupyterLab on notebooks/ (add --no-browser on a remote machine;
-                              --instructor opens the whole course, for Formgrader)
-  test [pytest options]       ruff, then the whole test suite
 
-instructor commands (python3 kit.py COMMAND --help for options):
-  release    regenerate notebooks/ from solutions/ and build the student bundle
-  collect    import submissions (nbgrader folders or an LMS zip)
-  grade      autograde submissions in parallel into the gradebook
-  feedback   write per-student HTML feedback
-  export     write grades.csv and the grading summary
-  bench      run the benchmarks and write docs/benchmarks.md
-"""
+def available() -> list[str]:
+    """The commands this copy can run (a student bundle has no tests or instructor tools)."""
+    return [name for name, (needs, _) in COMMANDS.items() if (ROOT / needs).is_dir()]
+
+
+def usage() -> str:
+    lines = ["usage: python3 kit.py COMMAND [ARGS...]", ""]
+    lines += [f"  {name:9s} {COMMANDS[name][1]}" for name in available()]
+    if "grade" in available():
+        lines += ["", "instructor commands take --help for their options."]
+    return "\n".join(lines) + "\n"
 
 
 def venv_python() -> Path:
@@ -74,28 +84,48 @@ def ensure_environment() -> Path:
         print(f"kit.py: creating the virtual environment in {VENV}", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     print("kit.py: installing the kit and its dependencies (first run only)", flush=True)
-    pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
-    subprocess.run([*pip, "--quiet", "--upgrade", "pip"], check=True)
-    subprocess.run(
-        [*pip, "--quiet", "-c", str(ROOT / "constraints.txt"), "-e", f"{ROOT}[test]"],
-        check=True,
-    )
+    pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet"]
+    target = f"{ROOT}[test]" if (ROOT / "tests").is_dir() else str(ROOT)
+    for step in ([*pip, "--upgrade", "pip"],
+                 [*pip, "-c", str(ROOT / "constraints.txt"), "-e", target]):
+        done = subprocess.run(step, capture_output=True, text=True)
+        if done.returncode != 0:  # pip's own output only when it failed
+            sys.stderr.write(done.stdout + done.stderr)
+            sys.exit(f"kit.py: `{' '.join(step[1:])}` failed (exit {done.returncode})")
     STAMP.write_text(wanted + "\n")
     return python
 
 
+def run_tests(python: str, args: list[str]) -> int:
+    """ruff, then pytest (which runs the solution notebooks through nbval)."""
+    env = dict(os.environ)
+    env["PATH"] = str(Path(python).parent) + os.pathsep + env.get("PATH", "")
+    env.setdefault("LAB_DEVICE", "cpu")
+    env.setdefault("MPLBACKEND", "Agg")
+    print("== ruff check", flush=True)
+    lint = subprocess.run([python, "-m", "ruff", "check", "."], env=env)
+    if lint.returncode != 0:
+        print("ruff found problems (see above); fix them or run `ruff check --fix .`", flush=True)
+        return lint.returncode
+    print("== pytest", flush=True)
+    return subprocess.run([python, "-m", "pytest", "-p", "no:cacheprovider", *args],
+                          env=env).returncode
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in {"-h", "--help", "help"}:
-        print(USAGE)
+        print(usage())
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    known = {"lab", "test", "release", "collect", "grade", "feedback", "export", "bench"}
-    if command not in known:
-        print(f"kit.py: unknown command {command!r}; expected one of {sorted(known)}\n", file=sys.stderr)
-        print(USAGE, file=sys.stderr)
+    if command not in available():
+        print(f"kit.py: unknown command {command!r}; expected one of {available()}\n",
+              file=sys.stderr)
+        print(usage(), file=sys.stderr)
         return 2
     python = str(ensure_environment())
     os.chdir(ROOT)
+    if command == "test":
+        return run_tests(python, rest)
     if command == "lab":
         instructor = "--instructor" in rest  # the whole course (Formgrader can open solutions/)
         rest = [a for a in rest if a != "--instructor"]
@@ -103,8 +133,6 @@ def main(argv: list[str]) -> int:
         args = [python, "-m", "jupyter", "lab", f"--ServerApp.root_dir={root_dir}", *rest]
         if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in rest:
             args.append("--allow-root")  # containers and CI machines often run as root
-    elif command == "test":
-        args = [python, "-m", "instructor.run_tests", *rest]
     elif command == "bench":
         args = [python, "-m", "benchmarks.run", *rest]
     else:

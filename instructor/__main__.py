@@ -2,7 +2,7 @@
 
     release   [LAB ...]                     regenerate notebooks/ and build the student bundle
     collect   LAB [--from DIR | --zip FILE [--regexp R] | --exchange]
-    grade     LAB [--workers N] [--students a,b] [--cell-timeout S] [--timeout S] [--memory-mb M]
+    grade     LAB [--workers N] [--students a,b] [--force] [--no-sandbox] [limits]
     feedback  LAB [--students a,b]          feedback/<student>/<lab>/*.html
     export    [--to grades.csv]             grades CSV and grading/summary.md
 
@@ -13,7 +13,6 @@ Every command takes ``--course-dir`` (default: the kit's root) and ``--db`` (def
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -25,6 +24,8 @@ def _students(text: str | None) -> list[str] | None:
 
 
 def parser() -> argparse.ArgumentParser:
+    from .commands import grade
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--course-dir", help="course root holding nbgrader_config.py (default: the kit)")
     common.add_argument("--db", help="gradebook URL (default: sqlite:///gradebook.db in the course)")
@@ -43,17 +44,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--exchange", action="store_true", help="nbgrader collect from the exchange")
     p.add_argument("--force", action="store_true", help="replace submissions already collected")
 
-    p = sub.add_parser("grade", parents=[common], help="autograde submissions in parallel")
-    p.add_argument("lab")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="parallel workers (default: the CPU count)")
-    p.add_argument("--students", help="comma-separated student ids (default: all submitted)")
-    p.add_argument("--cell-timeout", type=int, default=120, help="seconds per cell (default 120)")
-    p.add_argument("--timeout", type=int, default=900, help="seconds per submission (default 900)")
-    p.add_argument("--memory-mb", type=int, default=4096, help="kernel memory limit (default 4096)")
-    p.add_argument("--no-isolation", action="store_true",
-                   help="skip the private mount namespace (limits and guard stay)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    grade.add_arguments(sub.add_parser("grade", parents=[common],
+                                       help="autograde submissions in parallel, sandboxed"))
 
     p = sub.add_parser("feedback", parents=[common], help="per-student HTML feedback")
     p.add_argument("lab")
@@ -65,40 +57,37 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .grading.sandbox import SandboxUnavailable
+
     args = parser().parse_args(argv)
     try:
         course = Course.open(args.course_dir, args.db)
         if args.command == "release":
-            from .release import release
+            from .commands.release import release
             bundle = release(course, args.labs or None, bundle=not args.no_bundle)
             print("notebooks/ regenerated" + (f"; student bundle: {bundle} (+ .zip)" if bundle else ""))
         elif args.command == "collect":
-            from .collect import DEFAULT_REGEXP, collect
+            from .commands.collect import DEFAULT_REGEXP, collect
             students = collect(course, args.lab, source=args.source, archive=args.archive,
                                regexp=args.regexp or DEFAULT_REGEXP, exchange=args.exchange,
                                force=args.force)
             print(f"{len(students)} submissions of {args.lab} in {course.submitted}: "
                   + ", ".join(students))
         elif args.command == "grade":
-            from .grade import Limits, grade
-            limits = Limits(cell_timeout=args.cell_timeout, submission_timeout=args.timeout,
-                            memory_mb=args.memory_mb)
-            outcomes = grade(course, args.lab, students=_students(args.students),
-                             workers=args.workers, limits=limits,
-                             isolate=False if args.no_isolation else None, progress=not args.quiet)
-            for o in outcomes:
-                notes = "; ".join(o.problems + [f"flag: {f}" for f in o.flags])
-                print(f"{o.student:20s} {o.score:g}/{o.max_score:g} {o.status}"
-                      + (f" ({notes})" if notes else ""))
+            from .commands import grade
+            grade.run(course, args)
         elif args.command == "feedback":
-            from .feedback import feedback
+            from .commands.feedback import feedback
             pages = feedback(course, args.lab, _students(args.students))
             print(f"{len(pages)} feedback pages under {course.feedback}")
         elif args.command == "export":
-            from .export import export
+            from .commands.export import export
             grades, summary = export(course, args.to)
             print(summary.read_text())
             print(f"grades: {grades}\nsummary: {summary}")
+    except SandboxUnavailable as error:
+        print(f"{args.command}: {error}", file=sys.stderr)
+        return 3
     except (ValueError, RuntimeError) as error:
         print(f"{args.command}: {error}", file=sys.stderr)
         return 2

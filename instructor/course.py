@@ -1,4 +1,6 @@
-"""The course on disk: where nbgrader's folders are, which labs exist, and how nbgrader is run.
+"""The course on disk: where nbgrader's folders are, which labs exist, and the one builder of a
+throw-away course (:func:`build_course`) that the grader, the commands, the tests and the
+benchmarks share.
 
 The course root is the folder holding ``nbgrader_config.py`` (by default the kit's repository
 root). Every instructor command takes ``--course-dir`` and ``--db`` so that the same code runs on
@@ -8,24 +10,14 @@ the real course and on the throw-away courses of the test suite.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
+import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-KIT_ROOT = Path(__file__).resolve().parent.parent
+from .environment import KIT_ROOT
 
-
-def tool_env(**extra: str) -> dict[str, str]:
-    """Environment for nbgrader/jupyter subprocesses: this interpreter's bin first on PATH
-    (nbgrader runs ``alembic`` from PATH), CPU-only torch, a non-interactive matplotlib."""
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env["LAB_DEVICE"] = "cpu"
-    env["MPLBACKEND"] = "Agg"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(KIT_ROOT), env.get("PYTHONPATH")) if p)
-    env.update(extra)
-    return env
+IGNORED = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.pyc")
 
 
 def find_labs(solutions: Path) -> list[str]:
@@ -84,13 +76,6 @@ class Course:
         prefix = "sqlite:///"
         return Path(self.db_url[len(prefix):]) if self.db_url.startswith(prefix) else None
 
-    def nbgrader(self, *args: str, cwd: Path | None = None, timeout: float | None = None,
-                 check: bool = True, env: dict[str, str] | None = None
-                 ) -> subprocess.CompletedProcess:
-        """Run ``nbgrader ARGS --db URL`` in the course root (or ``cwd``)."""
-        return run_nbgrader(*args, "--db", self.db_url, cwd=cwd or self.root, timeout=timeout,
-                            check=check, env=env)
-
 
 def absolute_db_url(url: str, root: Path) -> str:
     """``sqlite:///relative.db`` resolved against the course root; other URLs unchanged."""
@@ -100,11 +85,22 @@ def absolute_db_url(url: str, root: Path) -> str:
     return url
 
 
-def run_nbgrader(*args: str, cwd: Path, timeout: float | None = None, check: bool = True,
-                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=cwd,
-                            env=env or tool_env(), capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise RuntimeError(f"nbgrader {' '.join(args)} failed (exit {result.returncode}):\n"
-                           f"{(result.stdout + result.stderr)[-3000:]}")
-    return result
+def build_course(root: Path, labs: Mapping[str, Path], *, config: Path | None = None,
+                 extra_config: str = "") -> Course:
+    """A throw-away course in ``root`` (created): ``nbgrader_config.py`` (the kit's, or
+    ``config``, plus ``extra_config`` appended) and, for each ``lab``, its source as
+    ``solutions/<lab>/``: a lab folder is copied whole (data files too), a lone notebook becomes
+    ``solutions/<lab>/<lab>.ipynb``."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    text = Path(config or KIT_ROOT / "nbgrader_config.py").read_text()
+    (root / "nbgrader_config.py").write_text(text + extra_config)
+    for lab, source in labs.items():
+        source = Path(source)
+        target = root / "solutions" / lab
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=IGNORED, dirs_exist_ok=True)
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, target / f"{lab}.ipynb")
+    return Course.open(root)

@@ -45,7 +45,7 @@ def unavailable_reason() -> str | None:
         return f"Python Playwright is not installed ({error}); `pip install playwright`"
     if find_chromium() is None:
         return ("Chromium is not installed (no `chromium` on PATH, no /usr/bin/chromium); "
-                "on Debian/Ubuntu run .ci/install-browser or `apt-get install chromium`")
+                "on Debian/Ubuntu run .ci/install-packages or `apt-get install chromium`")
     return None
 
 

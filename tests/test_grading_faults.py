@@ -199,7 +199,8 @@ def test_submission_time_limit_kills_nbgrader_and_its_kernel(tmp_path):
     """A submission still running at the per-submission limit is stopped (nbgrader and its
     kernel killed, nothing of theirs left running) and scores 0; the others are graded."""
     from instructor.course import Course
-    from instructor.grade import Limits, grade
+    from instructor.grading.limits import Limits
+    from instructor.grading.run import grade
 
     root = build_course(tmp_path / "course", LAB, FIXTURE)
     release = read_release(root, LAB)

@@ -1,5 +1,6 @@
-"""Fast checks of the grader's pieces: argument validation, submission diagnosis, tamper flags,
-and the feedback cleaner (no kernels started)."""
+"""Fast checks of the grading engine's pieces, without kernels: limits, the course, submission
+diagnosis as codes, the cell prologue, results.json, values crossing from kernel to grader, and
+the replay of a test cell from records."""
 
 from __future__ import annotations
 
@@ -8,17 +9,23 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
 from instructor.course import Course, absolute_db_url
-from instructor.feedback import HIDDEN_NOTE, clean_notebook, explain_error
-from instructor.grade import Limits, inspect_submission, scan_for_tampering
-from instructor.guard import GUARD_LINE, InjectGuard, RemoveGuard
+from instructor.grading.diagnosis import inspect_submission, nbgrader_failure
+from instructor.grading.kernel_side.encoding import decode, encode, fingerprint, first_difference
+from instructor.grading.limits import Limits
+from instructor.grading.outcome import Finding, Outcome, Status, load_results, save_results
+from instructor.grading.preprocessors import PROLOGUE, PrepareCells, RestoreCells
+from instructor.grading.replay import ReplayError, Stub, apply_changes, rebuild_error
+from instructor.words import describe
 
 FIXTURE = Path(__file__).parent / "fixtures" / "fixture_lab.ipynb"
 
 
 @pytest.mark.parametrize("field, value", [("cell_timeout", 0), ("memory_mb", -1),
-                                          ("submission_timeout", 1.5), ("file_mb", True)])
+                                          ("submission_timeout", 1.5), ("file_mb", True),
+                                          ("tasks", "many")])
 def test_limits_reject_bad_values(field, value):
     with pytest.raises(ValueError, match=f"{field}: expected a positive integer, got {value!r}"):
         Limits(**{field: value})
@@ -44,60 +51,123 @@ def _write(folder: Path, nb, name="fixture_lab.ipynb"):
     nbformat.write(nb, folder / name)
 
 
-def test_inspect_submission_names_each_structural_fault(tmp_path):
+def test_inspect_submission_gives_a_code_per_structural_fault(tmp_path):
     source = nbformat.read(FIXTURE, as_version=4)
-    ok = tmp_path / "ok"
-    _write(ok, source)
-    assert inspect_submission([FIXTURE], ok) == []
+    _write(tmp_path / "ok", source)
+    assert inspect_submission([FIXTURE], tmp_path / "ok") == []
     deleted = copy.deepcopy(source)
     deleted.cells = [c for c in deleted.cells if c.metadata.get("nbgrader", {}).get("grade_id")
                      != "test_add_hidden"]
     _write(tmp_path / "deleted", deleted)
-    assert "deleted" in inspect_submission([FIXTURE], tmp_path / "deleted")[0]
+    assert inspect_submission([FIXTURE], tmp_path / "deleted") == [
+        Finding("cells_deleted", {"notebook": "fixture_lab.ipynb", "cells": ["test_add_hidden"]})]
     reordered = copy.deepcopy(source)
     reordered.cells.reverse()
     _write(tmp_path / "reordered", reordered)
-    assert "reordered" in inspect_submission([FIXTURE], tmp_path / "reordered")[0]
+    assert inspect_submission([FIXTURE], tmp_path / "reordered")[0].code == "cells_reordered"
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "fixture_lab.ipynb").write_text("{nope")
-    assert "not a valid notebook" in inspect_submission([FIXTURE], tmp_path / "broken")[0]
+    assert inspect_submission([FIXTURE], tmp_path / "broken")[0].code == "not_a_notebook"
     _write(tmp_path / "renamed", source, "copy.ipynb")
-    assert "found copy.ipynb" in inspect_submission([FIXTURE], tmp_path / "renamed")[0]
+    found = inspect_submission([FIXTURE], tmp_path / "renamed")
+    assert found == [Finding("notebook_missing", {"notebook": "fixture_lab.ipynb",
+                                                  "found": ["copy.ipynb"]})]
+    assert "found copy.ipynb" in describe(found[0])
 
 
-def test_scan_flags_tricks_in_student_cells_only(tmp_path):
-    nb = nbformat.read(FIXTURE, as_version=4)
-    _write(tmp_path / "clean", nb)
-    assert scan_for_tampering(tmp_path / "clean") == []
-    nb.cells[1].source = "import torch\ntorch.allclose = lambda *a, **k: True\nimport os\nos._exit(0)"
-    _write(tmp_path / "dirty", nb)
-    flags = scan_for_tampering(tmp_path / "dirty")
-    assert any("replaces a library function" in f for f in flags)
-    assert any("exits the kernel" in f for f in flags)
+def test_nbgrader_failures_become_codes():
+    assert nbgrader_failure("nbclient.exceptions.DeadKernelError: Kernel died").code == "kernel_died"
+    assert nbgrader_failure("KeyError: 'grade_id'").code == "cells_duplicated"
+    other = nbgrader_failure("line\nValueError: something odd\n")
+    assert other == Finding("nbgrader_failed", {"detail": "ValueError: something odd"})
 
 
-def test_guard_line_is_added_to_locked_cells_and_removed_again():
+def test_prologue_goes_into_locked_cells_and_comes_out_again(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "solutions" / "fixture").mkdir(parents=True)
+    nbformat.write(nbformat.read(FIXTURE, as_version=4),
+                   tmp_path / "solutions" / "fixture" / "fixture.ipynb")
     nb = nbformat.read(FIXTURE, as_version=4)
     original = [c.source for c in nb.cells]
-    injected, _ = InjectGuard().preprocess(copy.deepcopy(nb), {})
-    locked = [c.metadata.get("nbgrader", {}).get("grade_id") for c in injected.cells
-              if c.source.startswith(GUARD_LINE)]
-    assert locked == ["test_add_visible", "test_add_hidden"]
-    restored, _ = RemoveGuard().preprocess(injected, {})
+    resources = {"nbgrader": {"assignment": "fixture", "notebook": "fixture"}}
+    prepared, _ = PrepareCells().preprocess(copy.deepcopy(nb), resources)
+    lines = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source.split("\n")[0]
+             for c in prepared.cells if c.source.startswith(PROLOGUE)}
+    assert lines == {"test_add_visible": f"{PROLOGUE}('test_add_visible', ('add',))",
+                     "test_add_hidden": f"{PROLOGUE}('test_add_hidden', ('add',))"}
+    restored, _ = RestoreCells().preprocess(prepared, resources)
     assert [c.source for c in restored.cells] == original
 
 
-def test_clean_notebook_hides_hidden_tests_and_explains_errors():
-    nb = nbformat.read(FIXTURE, as_version=4)
-    hidden = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_add_hidden")
-    hidden.execution_count = 4
-    hidden.outputs = [nbformat.v4.new_output("stream", name="stderr", text="assert add(2.5, 0.5) == 3.0\n"),
-                      nbformat.v4.new_output("error", ename="AssertionError", evalue="",
-                                             traceback=["----> 4 assert add(2.5, 0.5) == 3.0"])]
-    cleaned = clean_notebook(nb, {"problems": ["a note"]})
-    text = nbformat.writes(cleaned)
-    assert "add(2.5, 0.5)" not in text and HIDDEN_NOTE.strip() in text
-    summary = cleaned.cells[0].source
-    assert "**test_add_hidden** (1 point): failed: a check did not hold" in summary
-    assert "**test_add_visible** (2 points): not run" in summary and "a note" in summary
-    assert explain_error("CellTimeoutError", "").startswith("it did not finish")
+def test_results_round_trip_and_merge(tmp_path):
+    first = Outcome("alice", "lab", status=Status.FAILED, score=1.0, max_score=3.0,
+                    problems=[Finding("cell_timeout", {"notebook": "n", "cell": "c", "seconds": 5})])
+    save_results(tmp_path, "lab", [first])
+    save_results(tmp_path, "lab", [Outcome("bob", "lab", flags=[Finding("no_sandbox")])])
+    loaded = load_results(tmp_path, "lab")
+    assert loaded["alice"] == first and loaded["bob"].flags == [Finding("no_sandbox")]
+    assert not list(tmp_path.glob("lab/*.tmp"))
+
+
+def test_values_cross_as_plain_data_and_come_back():
+    grad = torch.ones(2)
+    leaf = torch.zeros(2, requires_grad=True)
+    leaf.grad = grad
+    value = {"W": torch.arange(6.0).reshape(2, 3), "n": 3, "ok": True, "name": "x",
+             "shape": torch.Size([2, 3]), "dtype": torch.float64, "pair": (1.5, None),
+             "leaf": leaf, 1: [torch.tensor(2)]}
+    back = decode(encode(value))
+    assert back["W"].equal(value["W"]) and back["n"] == 3 and back["shape"] == torch.Size([2, 3])
+    assert back["dtype"] is torch.float64 and back["pair"] == (1.5, None) and back[1][0] == 2
+    assert back["leaf"].requires_grad and back["leaf"].grad.equal(grad)
+    assert encode(object())["__kit__"] == "unrecordable"
+
+
+def test_fingerprints_tell_other_inputs_apart():
+    x = torch.linspace(0, 1, 5)
+    assert first_difference(fingerprint((x, 2)), fingerprint((x.clone(), 2))) is None
+    assert first_difference(fingerprint((x, 2)), fingerprint((torch.zeros(5), 2)))
+    assert first_difference(fingerprint([x]), fingerprint([x.double()]))
+
+
+class _Records:
+    def __init__(self, entries):
+        self.entries = list(entries)
+
+    def next(self, name):
+        if not self.entries:
+            raise ReplayError(f"no record of the call to {name}")
+        return self.entries.pop(0)
+
+
+def test_a_stub_answers_from_the_record_and_checks_its_inputs():
+    x = torch.tensor([1.0, 2.0])
+    entry = {"name": "double", "args": fingerprint(((x,), {})), "result": encode(x * 2),
+             "changes": [], "rng": None}
+    called = set()
+    assert Stub("double", _Records([entry]), called)(x).equal(x * 2) and called == {"double"}
+    with pytest.raises(ReplayError, match="other inputs"):
+        Stub("double", _Records([entry]), called)(x + 1)
+    with pytest.raises(ReplayError, match="no record"):
+        Stub("double", _Records([]), called)(x)
+    raised = dict(entry, raised={"type": "NotImplementedError", "builtin": "NotImplementedError",
+                                 "message": ""})
+    with pytest.raises(NotImplementedError):
+        Stub("double", _Records([raised]), called)(x)
+
+
+def test_changes_made_in_place_are_made_again():
+    params = {"W": torch.zeros(2), "b": torch.zeros(1)}
+    changes = [{"arg": 0, "dict": {"W": {"tensor": {"data": torch.ones(2), "requires_grad": False,
+                                                    "grad": None}},
+                                   "b": {"new": encode(torch.full((1,), 5.0))}}, "removed": []}]
+    W = params["W"]
+    apply_changes(changes, (params,), {})
+    assert params["W"] is W and W.equal(torch.ones(2)) and params["b"].item() == 5.0
+
+
+def test_errors_come_back_as_their_builtin_kind():
+    error = rebuild_error({"type": "LinAlgError", "builtin": "RuntimeError", "message": "singular"})
+    assert isinstance(error, RuntimeError) and type(error).__name__ == "LinAlgError"
+    assert not isinstance(rebuild_error({"type": "KeyboardInterrupt", "builtin": "KeyboardInterrupt",
+                                         "message": ""}), KeyboardInterrupt)

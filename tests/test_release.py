@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from instructor.__main__ import main as kit
+from instructor.commands.release import BUNDLE_NAME, check_bundle, secret_lines
 from instructor.course import Course
-from instructor.release import BUNDLE_NAME, check_bundle, secret_lines
 from labs import discover_labs, make_course, solution_path
 
 pytestmark = pytest.mark.slow

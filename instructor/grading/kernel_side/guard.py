@@ -1,16 +1,16 @@
-"""Runs inside each grading kernel, before any student code: keeps the tests' tools honest.
+"""The first line of defence inside a grading kernel: keeps the tests' tools as they were.
 
-At kernel start :func:`install` records the builtins and puts an import hook in place that records
-the functions of the modules the tests rely on (``torch``, ``numpy``, ``lab_utils``, ...) and
-``torch.Tensor``'s methods the moment each module is first imported.
-:func:`restore` puts every recorded object back (and the modules into ``sys.modules``), resets
-IPython's exception hooks, and re-binds the names that locked instructor cells defined in the
-notebook's namespace. It runs before every cell (an IPython ``pre_run_cell`` hook) and, because a
-student can remove that hook, also from a line the grader adds to the top of every locked cell
-at grading time (:mod:`instructor.guard`). It also caps each cell's printed output.
+At kernel start :func:`install` records the builtins and puts an import hook in place that
+records the functions of the modules the tests rely on (``torch``, ``numpy``, ``lab_utils``, ...)
+and ``torch.Tensor``'s methods the moment each module is first imported. :func:`restore` puts
+every recorded object back (and the modules into ``sys.modules``), resets IPython's exception
+hooks, and re-binds the names that locked instructor cells defined in the notebook's namespace.
+It runs before every cell (an IPython ``pre_run_cell`` hook) and, because a student can remove
+that hook, also from the line the grader puts at the top of every locked cell
+(:func:`kernel_side.locked_cell`). It also caps each cell's printed output.
 
-What this cannot stop is written in docs/instructor.md: student code runs in the same Python
-process as the tests, so a determined student with ``ctypes`` or ``gc`` can still reach the records.
+This lives in the same process as the student's code, so it is advisory: the verdicts that count
+are recomputed by the grader in its own process (docs/instructor.md says what each layer stops).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import types
 
 GUARDED_MODULES = ("torch", "torch.testing", "torch.autograd", "torch.nn.functional", "numpy",
                    "numpy.testing", "math", "lab_utils", "lab_utils.checking", "lab_utils.mlp",
-                   "lab_utils.diagnosis", "unittest")
+                   "lab_utils.diagnosis", "lab_utils.testing", "unittest")
 OUTPUT_LIMIT = 200_000  # characters per cell, stdout and stderr together
 
 _modules: dict[str, types.ModuleType] = {}
@@ -30,6 +30,9 @@ _classes: dict[type, dict[str, object]] = {}  # class -> its own __dict__ entrie
 _builtins: dict[str, object] = {}
 _protected: dict[str, object] = {}  # notebook names bound by locked cells
 _state = {"locked": False, "before": {}, "printed": 0, "truncated": False, "ip": None}
+#: Called at the end of every cell before the guard looks at what a locked cell bound (the
+#: recorder puts the student's own functions back there first).
+before_post_run: list = []
 
 
 def _record(name: str, module: types.ModuleType) -> None:
@@ -166,6 +169,8 @@ def _pre_run_cell(*_args) -> None:
 
 
 def _post_run_cell(*_args) -> None:
+    for hook in before_post_run:
+        hook()
     if not _state["locked"] or _state["ip"] is None:
         return
     before, user_ns = _state["before"], _state["ip"].user_ns
@@ -197,10 +202,3 @@ def _install_output_cap(limit: int) -> None:
             stream.write = capped
         except AttributeError:
             pass
-
-
-STARTUP = """\
-import instructor.kernel_guard as _kit_guard
-_kit_guard.install(get_ipython())
-del _kit_guard
-"""

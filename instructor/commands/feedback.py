@@ -19,10 +19,12 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_markdown_cell
 
-from .course import Course, run_nbgrader
-from .grade import load_results
+from ..course import Course
+from ..grading.outcome import Outcome, load_results
+from ..nbgrader_runner import run_nbgrader
+from ..notebooks import HIDDEN_REGION as HIDDEN
+from ..words import describe
 
-HIDDEN = re.compile(r"[ \t]*### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS[ \t]*\n?", re.S)
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 HIDDEN_NOTE = "# (hidden tests run here; their code is not shown)\n"
 
@@ -31,7 +33,7 @@ def feedback(course: Course, lab: str, students: list[str] | None = None) -> lis
     """Write ``feedback/<student>/<lab>/*.html`` for ``students`` (default: all graded ones)."""
     course.check_lab(lab)
     graded = sorted(p.parent.name for p in course.autograded.glob(f"*/{lab}") if p.is_dir())
-    results = load_results(course, lab)
+    results = load_results(course.grading, lab)
     everyone = sorted(set(graded) | set(results))
     students = everyone if students is None else students
     unknown = sorted(set(students) - set(everyone))
@@ -49,7 +51,7 @@ def feedback(course: Course, lab: str, students: list[str] | None = None) -> lis
                 if not path.exists():
                     continue
                 nb = clean_notebook(nbformat.read(path, as_version=4),
-                                    results.get(student, {}))
+                                    results.get(student))
                 target = root / "autograded" / student / lab / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 nbformat.write(nb, target)
@@ -69,14 +71,14 @@ def feedback(course: Course, lab: str, students: list[str] | None = None) -> lis
                 page = out / (Path(name).stem + ".html")
                 if not page.exists():  # nothing was graded: explain why
                     out.mkdir(parents=True, exist_ok=True)
-                    page.write_text(failure_page(student, lab, results.get(student, {})))
+                    page.write_text(failure_page(student, lab, results.get(student)))
                     written.append(page)
     return written
 
 
-def clean_notebook(nb, result: dict):
+def clean_notebook(nb, result: Outcome | None):
     """The autograded notebook ``nb`` without hidden-test code or tracebacks, with a results
-    section on top (``result``: this student's entry of grading/<lab>/results.json)."""
+    section on top (``result``: this student's outcome from grading/<lab>/results.json)."""
     lines = []
     for cell in nb.cells:
         meta = cell.get("metadata", {}).get("nbgrader", {})
@@ -105,7 +107,7 @@ def clean_notebook(nb, result: dict):
                 status = f"failed: {_scrub(failure, hidden)}" if failure else "passed"
             lines.append(f"- **{meta.get('grade_id')}** ({points:g} point{'s' * (points != 1)}): "
                          f"{status}")
-    notes = result.get("problems", [])
+    notes = [describe(f) for f in result.problems + result.violations] if result else []
     summary = ["## Autograder results", "", *lines]
     if notes:
         summary += ["", "Notes from the grader:", "", *[f"- {n}" for n in notes]]
@@ -134,10 +136,11 @@ def _scrub(text: str | None, hidden: list[str]) -> str:
     return "\n".join(keep)
 
 
-def failure_page(student: str, lab: str, result: dict) -> str:
-    problems = result.get("problems") or ["the submission has not been graded"]
+def failure_page(student: str, lab: str, result: Outcome | None) -> str:
+    problems = [describe(f) for f in result.problems] if result else []
+    problems = problems or ["the submission has not been graded"]
     items = "\n".join(f"<li>{html.escape(p)}</li>" for p in problems)
-    score = f"{result.get('score', 0):g} / {result.get('max_score', 0):g}"
+    score = f"{result.score:g} / {result.max_score:g}" if result else "0 / 0"
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(lab)}: "
             f"feedback for {html.escape(student)}</title></head><body>\n"
             f"<h1>{html.escape(lab)}: feedback for {html.escape(student)}</h1>\n"

@@ -18,7 +18,8 @@ import re
 import shutil
 from pathlib import Path
 
-from .course import Course
+from ..course import Course
+from ..nbgrader_runner import run_nbgrader
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]*$")
 DEFAULT_REGEXP = r".*/(?P<student_id>[A-Za-z0-9.@+-]+)_(?:late_)?\d+_\d+_(?P<file_id>[^/]+?)(?:-\d+)?\.ipynb$"
@@ -36,7 +37,8 @@ def collect(course: Course, lab: str, *, source: Path | None = None, archive: Pa
     elif archive is not None:
         from_zip(course, lab, Path(archive), regexp)
     elif exchange:
-        course.nbgrader("collect", lab, *(["--update"] if force else []))
+        run_nbgrader("collect", lab, *(["--update"] if force else []), "--db", course.db_url,
+                     cwd=course.root)
     return course.students(lab)
 
 
@@ -77,5 +79,5 @@ def from_zip(course: Course, lab: str, archive: Path, regexp: str) -> None:
     inbox = course.root / "downloaded" / lab / "archive"
     inbox.mkdir(parents=True, exist_ok=True)
     shutil.copy(archive, inbox / archive.name)
-    course.nbgrader("zip_collect", lab, "--force",
-                    f"--FileNameCollectorPlugin.named_regexp={regexp}")
+    run_nbgrader("zip_collect", lab, "--force", f"--FileNameCollectorPlugin.named_regexp={regexp}",
+                 "--db", course.db_url, cwd=course.root)

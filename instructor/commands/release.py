@@ -9,19 +9,23 @@ The bundle holds the student notebooks, ``lab_utils``, the environment files (a 
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 from pathlib import Path
 
 import nbformat
-import tomllib
 
-from .course import KIT_ROOT, Course, run_nbgrader
+from ..course import Course
+from ..environment import KIT_ROOT
+from ..nbgrader_runner import run_nbgrader
+from ..notebooks import HIDDEN_REGION, MARKERS, SOLUTION_REGION
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 BUNDLE_NAME = "backprop-lab-kit-student"
-MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
-REGION = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1", re.S)
 
 STUDENT_README = """\
 # Backprop Lab Kit: student bundle
@@ -115,7 +119,7 @@ def secret_lines(source: Path) -> set[str]:
     nb = nbformat.read(source, as_version=4)
     found = set()
     for cell in nb.cells:
-        for _, region in REGION.findall(cell.source):
+        for region in SOLUTION_REGION.findall(cell.source) + HIDDEN_REGION.findall(cell.source):
             found.update(line.strip() for line in region.splitlines() if len(line.strip()) >= 12)
     return found
 

@@ -1,19 +1,18 @@
-"""Warm nbgrader processes: import nbgrader once, then fork one child per command.
+"""The one way the kit runs nbgrader: its command line, ``nbgrader ARGS``.
 
-``python -m nbgrader ...`` spends seconds importing nbgrader, nbconvert and jupyter_client before
-it does anything. A :class:`WarmNbgrader` starts ``python -m instructor.warm`` once; that process
-imports everything and then waits for commands (one JSON line each on its stdin). For each it
-forks a child that behaves exactly like ``python -m nbgrader ARGV`` started with
-``start_new_session=True``: its own session and process group, the given working folder and
-environment, stdout and stderr into a log file, an optional address-space limit, and its exit
-status as the result. The forked child runs nbgrader's own ``NbGraderApp`` in-process with the
-same argv, so nbgrader's rules are unchanged; only the imports are paid once per worker instead of
-once per submission. The worker itself never opens a database, a kernel or a thread, so nothing
-but imported code is shared with the children.
+- :func:`run_nbgrader`: ``python -m nbgrader ARGS`` as a subprocess (commands, tests, benchmarks).
+- :class:`WarmNbgrader`: the same command line, minus the seconds of imports. It starts
+  ``python -m instructor.nbgrader_runner`` once; that process imports nbgrader (and what the
+  grading preprocessors need) and then, for each command sent on its stdin (one JSON line),
+  forks a child that behaves exactly like ``python -m nbgrader ARGV`` started in a new session:
+  its own process group, working folder, environment and log file, an optional address-space
+  limit, its exit status as the result (as :mod:`subprocess` gives it). nbgrader's own
+  ``NbGraderApp`` runs in the child with the same argv, so nbgrader's rules are unchanged. The
+  warm process never opens a database, a kernel or a thread, so nothing but imported code is
+  shared with the children.
 
-Protocol (one line of JSON each way): ``{"argv", "cwd", "env", "log", "memory"}`` in;
-``{"pid": P}`` as soon as the child runs, then ``{"status": S}`` when it ended (``S`` as
-``subprocess`` gives it: the exit code, or minus the signal that killed it).
+Protocol (one line of JSON each way): ``{"argv", "cwd", "env", "log", "memory"}`` in; ``{"pid":
+P}`` as soon as the child runs, then ``{"status": S}`` when it has ended.
 """
 
 from __future__ import annotations
@@ -27,17 +26,29 @@ import sys
 import time
 from pathlib import Path
 
-from .course import KIT_ROOT, tool_env
+from .environment import KIT_ROOT, THREAD_SETTINGS, tool_env
 
 PRELOAD = ("nbgrader.apps.nbgraderapp", "nbgrader.apps.autogradeapp",
            "nbgrader.apps.generateassignmentapp", "nbgrader.preprocessors", "nbgrader.api",
            "nbclient", "jupyter_client", "jupyter_client.provisioning", "nbconvert.preprocessors",
-           "instructor.guard")
+           "instructor.grading.preprocessors", "torch", "lab_utils")
+
+
+def run_nbgrader(*args: str, cwd: Path, env: dict[str, str] | None = None,
+                 timeout: float | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """``python -m nbgrader ARGS`` in ``cwd`` (a course root); raises ``RuntimeError`` with the
+    end of its output when it fails and ``check`` is true."""
+    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=cwd,
+                            env=env or tool_env(), capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"nbgrader {' '.join(args)} failed (exit {result.returncode}):\n"
+                           f"{(result.stdout + result.stderr)[-3000:]}")
+    return result
 
 
 class WarmNbgrader:
-    """One warm worker process; :meth:`run` is ``subprocess.run([python, -m, nbgrader, *argv])``
-    with a log file, a memory limit and a wall-clock limit, minus the imports."""
+    """One warm process; :meth:`run` is :func:`run_nbgrader` with a log file, a memory limit and
+    a wall-clock limit, minus the imports."""
 
     def __init__(self):
         self.process: subprocess.Popen | None = None
@@ -46,9 +57,9 @@ class WarmNbgrader:
 
     def start(self) -> None:
         self.buffer = b""
-        self.process = subprocess.Popen([sys.executable, "-m", "instructor.warm"], cwd=KIT_ROOT,
-                                        env=tool_env(), stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, bufsize=0)
+        self.process = subprocess.Popen([sys.executable, "-m", "instructor.nbgrader_runner"],
+                                        cwd=KIT_ROOT, env=tool_env(**THREAD_SETTINGS),
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
 
     def run(self, argv: list[str], *, cwd: Path, env: dict[str, str], log: Path,
             memory: int | None = None, timeout: float | None = None) -> tuple[int, bool]:
@@ -64,7 +75,7 @@ class WarmNbgrader:
         reply = self._reply(deadline)
         if reply is not None:
             return reply["status"], False
-        for kill in (os.killpg, os.kill):  # the group (its kernels' groups are killed by the caller)
+        for kill in (os.killpg, os.kill):
             try:
                 kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -98,7 +109,7 @@ class WarmNbgrader:
         self.process = None
 
 
-# ----------------------------------------------------------------------------- the worker side
+# ----------------------------------------------------------------------------- the warm side
 
 
 def _child(request: dict) -> None:

@@ -1,0 +1,44 @@
+"""What the grader runs inside each sandboxed grading kernel, before and around the student's code.
+
+This folder is bound read-only into the sandbox at ``/opt/kit/kernel_side`` and imported there
+as the top-level package ``kernel_side``; it needs only the standard library, torch and IPython.
+
+- :func:`start` (the kernel's ``exec_lines``): imports what the labs use (so that it is paid
+  while the kernel waits in the pool, not while a submission runs), installs the guard
+  (:mod:`.guard`) and the recorder (:mod:`.recorder`).
+- :func:`locked_cell` (the first line the grader puts into every locked cell): restores what the
+  guard recorded and, for a test cell, starts recording the calls it makes to student code.
+"""
+
+from __future__ import annotations
+
+PRELOAD = ("torch", "torch.nn.functional", "lab_utils", "lab_utils.testing", "matplotlib",
+           "matplotlib.pyplot", "tqdm.auto")
+
+
+def start() -> None:
+    import importlib
+
+    from IPython import get_ipython
+
+    from . import guard, recorder
+
+    ip = get_ipython()
+    guard.install(ip)  # first: the import hook records the modules as they are first imported
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    guard.before_post_run.append(recorder.end_test)
+    ip.user_ns.pop("kernel_side", None)
+
+
+def locked_cell(test_id: str | None = None, names: tuple[str, ...] = ()) -> None:
+    from IPython import get_ipython
+
+    from . import guard, recorder
+
+    guard.locked_cell()
+    if test_id is not None:
+        recorder.begin_test(get_ipython().user_ns, test_id, list(names))

@@ -1,0 +1,194 @@
+"""Grading kernels, started before they are needed and used for exactly one submission each.
+
+:func:`start_kernel` launches one kernel (sandboxed with bwrap, or bare with ``--no-sandbox``)
+through :mod:`.launch`, which applies the limits first. The kernel starts at once, imports what
+the labs use, and waits; the grader hands it to nbgrader (:mod:`.provisioner`) when a submission
+comes. :class:`KernelPool` keeps one started kernel ahead per worker, so kernel start and imports
+happen while the previous submission runs, and :meth:`KernelPool.release` kills each kernel,
+with everything it started, after its one submission: the grader decides this from the process
+handle and group it created, never from anything the kernel could write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..environment import KIT_ROOT, kernel_env
+from .limits import Limits
+from .sandbox import (
+    INSIDE_HOME,
+    INSIDE_KIT,
+    INSIDE_RUN,
+    KERNEL_SIDE,
+    bwrap_argv,
+    remove_cgroup,
+    write_identity,
+)
+
+CHANNELS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+START = "import kernel_side; kernel_side.start()"
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    """How every kernel of one grading run starts: in ``run_dir``, with the lab's data files from
+    ``lab_source``, under ``limits``, sandboxed or not, with a prepared matplotlib font cache."""
+
+    run_dir: Path
+    lab_source: Path
+    limits: Limits
+    sandboxed: bool
+    matplotlib_cache: Path | None = None
+
+
+@dataclass
+class KernelHandle:
+    """One started kernel: its launcher process (the group leader), its folder, how to reach it."""
+
+    process: subprocess.Popen
+    folder: Path
+    connection: dict
+    cgroup: str | None
+
+    @property
+    def work(self) -> Path:
+        return self.folder / "work"
+
+    @property
+    def records(self) -> Path:
+        return self.work / ".kit-record"
+
+    def adoption(self) -> str:
+        """What the provisioner needs to adopt this kernel (``KIT_KERNEL``)."""
+        return json.dumps({"pid": self.process.pid, "connection": self.connection,
+                           "work": str(self.work)})
+
+
+def _connection(ip: str, key: str) -> dict:
+    info = {"transport": "ipc", "ip": ip, "key": key, "signature_scheme": "hmac-sha256",
+            "kernel_name": "kit-sandbox"}
+    info.update({channel: number for number, channel in enumerate(CHANNELS, start=1)})
+    return info
+
+
+def _copy_lab_files(source: Path, work: Path) -> None:
+    for path in source.iterdir():
+        if path.is_file() and path.suffix != ".ipynb" and not path.is_symlink():
+            shutil.copyfile(path, work / path.name)
+
+
+def start_kernel(plan: KernelPlan, number: int) -> KernelHandle:
+    """Launch kernel ``number`` of this run; returns at once (it starts in the background)."""
+    folder = plan.run_dir / f"kernel-{number}"
+    work, ipc, mpl, etc = (folder / name for name in ("work", "ipc", "matplotlib", "etc"))
+    for path in (work, ipc, mpl):
+        path.mkdir(parents=True)
+    _copy_lab_files(plan.lab_source, work)
+    if plan.matplotlib_cache is not None:
+        for cache in plan.matplotlib_cache.glob("*.json"):
+            shutil.copyfile(cache, mpl / cache.name)
+    key = secrets.token_hex(32)
+    python = sys.executable
+    kernel_args = ["-m", "ipykernel_launcher", "--HistoryManager.hist_file=:memory:",
+                   f"--IPKernelApp.exec_lines={START}"]
+    if plan.sandboxed:
+        write_identity(etc)
+        (ipc / "connection.json").write_text(json.dumps(_connection(f"{INSIDE_RUN}/k", key)))
+        env = kernel_env(home=INSIDE_HOME, python_bin=str(Path(python).parent),
+                         pythonpath=INSIDE_KIT)
+        command = bwrap_argv(work=work, ipc=ipc, matplotlib=mpl, etc=etc, env=env,
+                             command=[python, *kernel_args, "-f", f"{INSIDE_RUN}/connection.json"])
+    else:
+        home = folder / "home"
+        home.mkdir()
+        (ipc / "connection.json").write_text(json.dumps(_connection(str(ipc / "k"), key)))
+        env = kernel_env(home=str(home), python_bin=str(Path(python).parent),
+                         pythonpath=str(KERNEL_SIDE.parent))
+        env["MPLCONFIGDIR"] = str(mpl)
+        command = [python, *kernel_args, "-f", str(ipc / "connection.json")]
+    cgroup = f"kit-{os.getpid()}-{number}-{secrets.token_hex(3)}"
+    limits = plan.limits
+    spec = {"argv": command, "cgroup": cgroup,
+            "limits": {"memory_mb": limits.memory_mb, "cpu_seconds": limits.cpu_seconds,
+                       "file_mb": limits.file_mb, "tasks": limits.tasks}}
+    launcher_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(KIT_ROOT),
+                    "PYTHONDONTWRITEBYTECODE": "1"}
+    if not plan.sandboxed:
+        launcher_env.update(env)
+        launcher_env["PYTHONPATH"] = f"{KIT_ROOT}{os.pathsep}{env['PYTHONPATH']}"
+    with open(folder / "kernel.log", "wb") as log:
+        process = subprocess.Popen([python, "-m", "instructor.grading.launch", json.dumps(spec)],
+                                   cwd=work, env=launcher_env, stdin=subprocess.DEVNULL,
+                                   stdout=log, stderr=log, start_new_session=True)
+    return KernelHandle(process, folder, _connection(str(ipc / "k"), key), cgroup)
+
+
+def _cgroup_path(name: str) -> str | None:
+    from .sandbox import pids_cgroup_parents
+    for parent in pids_cgroup_parents():
+        if (parent / name).exists():
+            return str(parent / name)
+    return None
+
+
+def stop_kernel(handle: KernelHandle) -> None:
+    """Kill the kernel and everything in its process group, reap it, remove its folder."""
+    try:
+        os.killpg(handle.process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        handle.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        handle.process.kill()
+        handle.process.wait()
+    if os.geteuid() == 0:
+        remove_cgroup(_cgroup_path(handle.cgroup))
+    shutil.rmtree(handle.folder, ignore_errors=True)
+
+
+class KernelPool:
+    """Started kernels waiting for a submission: up to ``spare`` of them, and never more in all
+    than the ``needed`` submissions of the run."""
+
+    def __init__(self, plan: KernelPlan, *, spare: int, needed: int):
+        self.plan, self.needed = plan, needed
+        self.ready: deque[KernelHandle] = deque()
+        self.lock = threading.Lock()
+        self.started = 0
+        for _ in range(min(spare, needed)):
+            self.ready.append(self._start())
+
+    def _start(self) -> KernelHandle:
+        self.started += 1
+        return start_kernel(self.plan, self.started)
+
+    def take(self) -> KernelHandle:
+        """A started kernel for one submission (and, while more are needed, a new one starts to
+        take its place)."""
+        with self.lock:
+            handle = self.ready.popleft() if self.ready else self._start()
+            if handle.process.poll() is not None:  # it died waiting: start another
+                stop_kernel(handle)
+                handle = self._start()
+            if self.started < self.needed:
+                self.ready.append(self._start())
+            return handle
+
+    def release(self, handle: KernelHandle) -> None:
+        stop_kernel(handle)
+
+    def close(self) -> None:
+        with self.lock:
+            while self.ready:
+                stop_kernel(self.ready.popleft())

@@ -1,0 +1,34 @@
+"""``python -m instructor.grading.launch SPEC``: start one grading kernel under its limits.
+
+``SPEC`` is JSON: ``{"argv": [...], "limits": {...}, "cgroup": NAME or null}``, where ``argv``
+is the kernel's command line (bwrap's, or the bare kernel's with ``--no-sandbox``). The launcher
+sets the limits on itself (:func:`~instructor.grading.sandbox.apply_limits`), adds the seccomp
+filter to a bwrap command line, and replaces itself with the command: the kernel inherits
+limits it cannot raise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from .sandbox import apply_limits, no_new_processes_filter
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 1:
+        sys.exit(f"usage: python -m instructor.grading.launch SPEC (got {argv})")
+    spec = json.loads(argv[0])
+    command = list(spec["argv"])
+    applied = apply_limits(**spec["limits"], cgroup=spec.get("cgroup"))
+    print(f"kit-launch: tasks {applied['tasks']}", file=sys.stderr, flush=True)
+    if os.path.basename(command[0]) == "bwrap":
+        fd = no_new_processes_filter()
+        if fd is not None:
+            command[1:1] = ["--seccomp", str(fd)]
+    os.execv(command[0], command)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,126 @@
+"""Where a grading run happens, on the grader's side of the sandbox.
+
+One run folder per ``grade`` command (a private temporary folder), holding:
+
+- ``template/``: a throw-away course with the lab's source, the grading configuration and a
+  SQLite gradebook seeded by ``nbgrader generate_assignment`` (the course's own gradebook is
+  seeded the same way, as a serial run would);
+- ``jupyter/kernels/kit-sandbox/``: the kernelspec that makes nbgrader adopt the pre-started,
+  sandboxed kernels (:mod:`.provisioner`);
+- ``matplotlib/``: a font cache built once, copied to each kernel;
+- per submission, ``s-<n>/``: a copy of the template with the submission in
+  ``submitted/<student>/<lab>/`` (plain files only), its own gradebook, nbgrader's log and the
+  report of the grader's checks. Kernels have folders of their own (:mod:`.kernels`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..course import Course, build_course
+from ..environment import tool_env
+from ..nbgrader_runner import WarmNbgrader
+from .kernels import KernelHandle
+from .limits import Limits
+from .preprocessors import PIPELINE
+
+KERNEL_NAME = "kit-sandbox"
+
+
+def grading_config(limits: Limits) -> str:
+    """The nbgrader settings the kit adds for grading (appended to the course's config)."""
+    return f"""
+
+# ---- added by the kit's grader for this run
+c.Execute.kernel_name = {KERNEL_NAME!r}
+c.ExecutePreprocessor.kernel_name = {KERNEL_NAME!r}
+c.Execute.timeout = {limits.cell_timeout}
+c.ExecutePreprocessor.timeout = {limits.cell_timeout}
+c.Execute.startup_timeout = 120
+c.Execute.interrupt_on_timeout = True
+c.RecomputeVerdicts.cell_timeout = {limits.cell_timeout}
+c.Autograde.autograde_preprocessors = {PIPELINE!r}
+"""
+
+
+def _plain_files_only(folder: str, names: list[str]) -> list[str]:
+    """For copytree: skip symbolic links, sockets and devices."""
+    paths = {n: Path(folder) / n for n in names}
+    return [n for n, p in paths.items() if p.is_symlink() or not (p.is_file() or p.is_dir())]
+
+
+@dataclass
+class Workspace:
+    course: Course
+    lab: str
+    limits: Limits
+    run_dir: Path
+
+    @property
+    def template(self) -> Path:
+        return self.run_dir / "template"
+
+    @classmethod
+    def create(cls, course: Course, lab: str, limits: Limits, seeder: WarmNbgrader) -> Workspace:
+        run_dir = Path(tempfile.mkdtemp(prefix="kit-grade-"))
+        space = cls(course, lab, limits, run_dir)
+        build_course(space.template, {lab: course.solutions / lab},
+                     config=course.root / "nbgrader_config.py", extra_config=grading_config(limits))
+        for url in (f"sqlite:///{space.template / 'gradebook.db'}", course.db_url):
+            argv = ["generate_assignment", lab, "--force", "--db", url]
+            log = run_dir / "generate_assignment.log"
+            status, _ = seeder.run(argv, cwd=space.template, env=tool_env(), log=log)
+            if status != 0:
+                raise RuntimeError(f"nbgrader {' '.join(argv)} failed (exit {status}):\n"
+                                   f"{log.read_text(errors='replace')[-3000:]}")
+        space._write_kernelspec()
+        space._build_font_cache()
+        return space
+
+    def _write_kernelspec(self) -> None:
+        folder = self.run_dir / "jupyter" / "kernels" / KERNEL_NAME
+        folder.mkdir(parents=True)
+        spec = {"argv": [sys.executable, "-c", "raise SystemExit('started by the grader')"],
+                "display_name": "Python 3 (grading sandbox)", "language": "python",
+                "interrupt_mode": "message",
+                "metadata": {"kernel_provisioner": {"provisioner_name": "kit-prestarted"}}}
+        (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
+
+    def _build_font_cache(self) -> None:
+        folder = self.matplotlib_cache
+        folder.mkdir()
+        subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"],
+                       env=tool_env(MPLCONFIGDIR=str(folder)), capture_output=True, timeout=300)
+
+    @property
+    def matplotlib_cache(self) -> Path:
+        return self.run_dir / "matplotlib"
+
+    def submission(self, student: str, number: int) -> Path:
+        """A scratch course for one submission (``s-<number>/``): the template plus the files of
+        ``submitted/<student>/<lab>/`` (plain files only) and a copy of the seeded gradebook."""
+        scratch = self.run_dir / f"s-{number}"
+        shutil.copytree(self.template / "solutions", scratch / "solutions")
+        shutil.copy(self.template / "nbgrader_config.py", scratch / "nbgrader_config.py")
+        shutil.copy(self.template / "gradebook.db", scratch / "gradebook.db")
+        shutil.copytree(self.course.submitted / student / self.lab,
+                        scratch / "submitted" / student / self.lab, symlinks=True,
+                        ignore=_plain_files_only)
+        return scratch
+
+    def nbgrader_env(self, scratch: Path, kernel: KernelHandle) -> dict[str, str]:
+        """The environment of the ``nbgrader autograde`` child for one submission."""
+        return tool_env(JUPYTER_PATH=str(self.run_dir / "jupyter"),
+                        JUPYTER_RUNTIME_DIR=str(scratch / "runtime"),
+                        JUPYTER_DATA_DIR=str(scratch / "data"),
+                        KIT_KERNEL=kernel.adoption(), KIT_RECORDS=str(kernel.records),
+                        KIT_REPORT=str(scratch / "report.json"))
+
+    def close(self) -> None:
+        shutil.rmtree(self.run_dir, ignore_errors=True)
