@@ -36,7 +36,6 @@ from .sandbox import (
 )
 
 CHANNELS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
-START = "import kernel_side; kernel_side.start()"
 
 
 @dataclass(frozen=True)
@@ -49,6 +48,7 @@ class KernelPlan:
     limits: Limits
     sandboxed: bool
     matplotlib_cache: Path | None = None
+    preload: tuple[str, ...] = ()
 
 
 @dataclass
@@ -99,8 +99,9 @@ def start_kernel(plan: KernelPlan, number: int) -> KernelHandle:
             shutil.copyfile(cache, mpl / cache.name)
     key = secrets.token_hex(32)
     python = sys.executable
+    start = f"import kernel_side; kernel_side.start({tuple(plan.preload)!r})"
     kernel_args = ["-m", "ipykernel_launcher", "--HistoryManager.hist_file=:memory:",
-                   f"--IPKernelApp.exec_lines={START}"]
+                   f"--IPKernelApp.exec_lines={start}"]
     if plan.sandboxed:
         write_identity(etc)
         (ipc / "connection.json").write_text(json.dumps(_connection(f"{INSIDE_RUN}/k", key)))

@@ -2,17 +2,20 @@
 
 Where a submission goes:
 
-1. The main process checks the grader can isolate kernels (:mod:`.sandbox`), builds the run's
-   workspace (:mod:`.workspace`), starts one warm nbgrader process per worker
+1. :class:`LabGrader` holds what one machine needs to grade a lab: the run's workspace
+   (:mod:`.workspace`), one warm nbgrader process per worker slot
    (:mod:`instructor.nbgrader_runner`) and a pool of pre-started sandboxed kernels
-   (:mod:`.kernels`).
-2. A worker thread per slot takes a submission: a scratch course with a copy of it, a structural
-   check of the files (:mod:`.diagnosis`), then ``nbgrader autograde`` in a forked child of its
-   warm process, under the per-submission time limit. That child adopts a pre-started kernel,
-   runs the notebook in it, and recomputes every verdict outside it (:mod:`.preprocessors`).
-3. The kernel is killed; the main thread, the only writer of the course's gradebook, records the
-   result (:mod:`.gradebook`), keeps the executed notebook in ``autograded/``, and writes
-   ``grading/<lab>/results.json`` after every submission (:mod:`.outcome`).
+   (:mod:`.kernels`). Its :meth:`~LabGrader.grade` takes one submitted folder: a scratch course
+   with a copy of it, a structural check of the files (:mod:`.diagnosis`), then ``nbgrader
+   autograde`` in a forked child of a warm process, under the per-submission time limit. That
+   child adopts a pre-started kernel, runs the notebook in it, and recomputes every verdict
+   outside it (:mod:`.preprocessors`). The kernel is killed afterwards. The result is a
+   :class:`Graded`: the outcome and the scratch course (its gradebook and executed notebook).
+2. :func:`grade` runs a :class:`LabGrader` on worker threads; its main thread, the only writer of
+   the course's gradebook, records each result (:func:`record`, :mod:`.gradebook`), keeps the
+   executed notebook in ``autograded/``, and writes ``grading/<lab>/results.json`` after every
+   submission (:mod:`.outcome`). (Spread over machines, the same happens with the
+   :class:`LabGrader` on the workers: :mod:`.distributed`.)
 
 A submission that fails in any way ends as an :class:`~.outcome.Outcome` saying why; the batch
 always finishes. A rerun grades only what is new or was not recorded, unless forced.
@@ -21,6 +24,7 @@ always finishes. A rerun grades only what is new or was not recorded, unless for
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import queue
@@ -29,6 +33,7 @@ import sys
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -72,6 +77,134 @@ def to_grade(course: Course, lab: str, students: list[str] | None, force: bool) 
             or done[s].submission_sha256 != submission_digest(course.submitted / s / lab)]
 
 
+@dataclass
+class Graded:
+    """One graded submission: its outcome, and its scratch course (holding ``gradebook.db`` and
+    ``autograded/<student>/<lab>/``), or None when the grader failed before making one."""
+
+    outcome: Outcome
+    scratch: Path | None
+
+
+class LabGrader:
+    """What one machine needs to grade submissions of ``lab`` (from its ``source`` folder and
+    the course's ``config``) with ``slots`` submissions at a time, ``needed`` in all."""
+
+    def __init__(self, lab: str, source: Path, config: Path, limits: Limits, *, sandbox: bool,
+                 slots: int, needed: int, also_seed: tuple[str, ...] = ()):
+        self.lab, self.limits = lab, limits
+        self.isolation = require_sandbox() if sandbox else "none"
+        self.runners = [WarmNbgrader() for _ in range(slots)]
+        self.free: queue.Queue[WarmNbgrader] = queue.Queue()
+        self.space = self.pool = None
+        try:
+            self.space = Workspace.create(lab, source, config, limits, self.runners[0], also_seed)
+            plan = KernelPlan(self.space.run_dir, Path(source), limits, sandbox,
+                              self.space.matplotlib_cache, self.space.preload())
+            self.pool = KernelPool(plan, spare=slots, needed=needed)
+        except BaseException:
+            self.close()
+            raise
+        for runner in self.runners:
+            self.free.put(runner)
+        self.numbers = itertools.count(1)  # scratch folders (next() is atomic in CPython)
+
+    def grade(self, student: str, files: Path, log: Path) -> Graded:
+        """Grade the submitted folder ``files`` of ``student``; nbgrader's output goes to
+        ``log``. Never raises for anything the submission does."""
+        number = next(self.numbers)
+        outcome = Outcome(student, self.lab, sandbox=self.isolation)
+        if self.isolation == "none":
+            outcome.flag("no_sandbox")
+        start = time.monotonic()
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("")
+        scratch = None
+        try:
+            outcome.submission_sha256 = submission_digest(files)
+            scratch = self.space.submission(student, files, number)
+            outcome.problems += inspect_submission(sorted(self.space.source.glob("*.ipynb")),
+                                                   scratch / "submitted" / student / self.lab)
+            runner = self.free.get()
+            kernel = self.pool.take()
+            try:
+                argv = ["autograde", self.lab, "--student", student, "--force", "--db",
+                        f"sqlite:///{scratch / 'gradebook.db'}"]
+                memory = (self.limits.memory_mb + MEMORY_FOR_NBGRADER_MB) * 1024 * 1024
+                status, killed = runner.run(argv, cwd=scratch, log=log, memory=memory,
+                                            env=self.space.nbgrader_env(scratch, kernel),
+                                            timeout=self.limits.submission_timeout)
+            finally:
+                self.pool.release(kernel)
+                self.free.put(runner)
+            self._read(outcome, scratch, status, killed, log)
+        except (OSError, RuntimeError, ValueError, nbformat.ValidationError) as error:
+            _grader_error(outcome, log, error)
+        outcome.seconds = round(time.monotonic() - start, 2)
+        return Graded(outcome, scratch)
+
+    def _read(self, outcome: Outcome, scratch: Path, status: int, killed: bool, log: Path) -> None:
+        """What the nbgrader child left: its exit status, its report, the executed notebook."""
+        if killed:
+            outcome.fail("submission_timeout", seconds=self.limits.submission_timeout)
+        elif status != 0 and not outcome.has_problem("notebook_missing", "not_a_notebook"):
+            failure = nbgrader_failure(log.read_text(errors="replace"))
+            outcome.fail(failure.code, **failure.params)
+        elif status != 0:
+            outcome.status = Status.FAILED
+        report_path = scratch / "report.json"
+        report = json.loads(report_path.read_text()) if report_path.exists() else {}
+        outcome.violations += [Finding("rule_broken", v) for v in report.get("violations", [])]
+        outcome.flags += [Finding(str(f.get("code", "suspicious")),
+                                  {k: v for k, v in f.items() if k != "code"})
+                          for f in report.get("flags", [])]
+        outcome.flags += [Finding("verdicts_disagree", d) for d in report.get("disagreements", [])]
+        outcome.problems += describe_execution(
+            scratch / "autograded" / outcome.student / self.lab, self.limits)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+        for runner in self.runners:
+            runner.close()
+        if self.space is not None:
+            self.space.close()
+
+
+def _grader_error(outcome: Outcome, log: Path, error: BaseException) -> None:
+    """The grader itself failed on this submission: say so, keep the traceback in its log."""
+    outcome.fail("grader_error", error=f"{type(error).__name__}: {error}"[:300])
+    with open(log, "a") as f:
+        f.write("\n--- the grader failed on this submission ---\n")
+        traceback.print_exception(error, file=f)
+
+
+def record(course: Course, graded: Graded) -> Outcome:
+    """In the course's machine, main thread only: the result into the course's gradebook and
+    ``autograded/``, and the outcome into ``results.json``."""
+    outcome, scratch = graded.outcome, graded.scratch
+    lab = outcome.lab
+    if scratch is not None:
+        try:
+            recorded = gradebook.record(course.db_url, scratch / "gradebook.db", lab,
+                                        outcome.student)
+        except (gradebook.GradebookError, OSError, gradebook.MissingEntry) as error:
+            outcome.status = Status.UNRECORDED
+            outcome.note("gradebook_error", error=f"{type(error).__name__}: {error}"[:300])
+        else:
+            outcome.score, outcome.max_score = recorded.score, recorded.max_score
+            if recorded.nothing and outcome.status is Status.GRADED:
+                outcome.fail("nothing_recorded")
+            target = course.autograded / outcome.student / lab
+            shutil.rmtree(target, ignore_errors=True)
+            produced = scratch / "autograded" / outcome.student / lab
+            if produced.is_dir():
+                shutil.copytree(produced, target, symlinks=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+    save_results(course.grading, lab, [outcome])
+    return outcome
+
+
 def grade(course: Course, lab: str, *, students: list[str] | None = None,
           workers: int | None = None, limits: Limits | None = None, sandbox: bool = True,
           force: bool = False, progress: bool = True) -> list[Outcome]:
@@ -84,128 +217,30 @@ def grade(course: Course, lab: str, *, students: list[str] | None = None,
     workers = (os.cpu_count() or 1) if workers is None else workers
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"workers: expected a positive integer, got {workers!r}")
-    isolation = require_sandbox() if sandbox else "none"
     names = to_grade(course, lab, students, force)
     if not names:
         return []
     slots = min(workers, len(names))
-    runners = [WarmNbgrader() for _ in range(slots)]
-    space = pool = None
-    outcomes: list[Outcome] = []
+    grader = LabGrader(lab, course.solutions / lab, course.root / "nbgrader_config.py", limits,
+                       sandbox=sandbox, slots=slots, needed=len(names),
+                       also_seed=(course.db_url,))
+    outcomes = []
     try:
-        space = Workspace.create(course, lab, limits, runners[0])
-        pool = KernelPool(KernelPlan(space.run_dir, course.solutions / lab, limits, sandbox,
-                                     space.matplotlib_cache), spare=slots, needed=len(names))
-        free: queue.Queue[WarmNbgrader] = queue.Queue()
-        for runner in runners:
-            free.put(runner)
-        bar = _progress(len(names), lab, progress)
+        bar = progress_bar(len(names), lab, progress)
         with ThreadPoolExecutor(max_workers=slots) as threads:
-            futures = [threads.submit(_grade_one, space, pool, free, student, number, isolation)
-                       for number, student in enumerate(names)]
+            futures = [threads.submit(grader.grade, student, course.submitted / student / lab,
+                                      course.grading / lab / "logs" / f"{student}.log")
+                       for student in names]
             for future in as_completed(futures):
-                outcome, scratch = future.result()
-                _record(course, lab, outcome, scratch)
-                outcomes.append(outcome)
-                save_results(course.grading, lab, [outcome])
+                outcomes.append(record(course, future.result()))
                 bar.update(1)
         bar.close()
     finally:
-        if pool is not None:
-            pool.close()
-        for runner in runners:
-            runner.close()
-        if space is not None:
-            space.close()
+        grader.close()
     return sorted(outcomes, key=lambda o: o.student)
 
 
-def _progress(total: int, lab: str, enabled: bool):
+def progress_bar(total: int, lab: str, enabled: bool):
     from tqdm import tqdm
     return tqdm(total=total, desc=f"grading {lab}", unit="submission", disable=not enabled,
                 file=sys.stderr)
-
-
-def _grader_error(outcome: Outcome, log: Path, error: BaseException) -> None:
-    """The grader itself failed on this submission: say so, keep the traceback in its log."""
-    outcome.fail("grader_error", error=f"{type(error).__name__}: {error}"[:300])
-    with open(log, "a") as f:
-        f.write("\n--- the grader failed on this submission ---\n")
-        traceback.print_exception(error, file=f)
-
-
-def _grade_one(space: Workspace, pool: KernelPool, free: queue.Queue, student: str, number: int,
-               isolation: str) -> tuple[Outcome, Path | None]:
-    """Grade one submission in its own scratch course with a free warm nbgrader process."""
-    course, lab, limits = space.course, space.lab, space.limits
-    outcome = Outcome(student, lab, sandbox=isolation)
-    if isolation == "none":
-        outcome.flag("no_sandbox")
-    start = time.monotonic()
-    log = course.grading / lab / "logs" / f"{student}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text("")
-    scratch = None
-    try:
-        outcome.submission_sha256 = submission_digest(course.submitted / student / lab)
-        scratch = space.submission(student, number)
-        outcome.problems += inspect_submission(course.source_notebooks(lab),
-                                               scratch / "submitted" / student / lab)
-        runner = free.get()
-        kernel = pool.take()
-        try:
-            argv = ["autograde", lab, "--student", student, "--force", "--db",
-                    f"sqlite:///{scratch / 'gradebook.db'}"]
-            memory = (limits.memory_mb + MEMORY_FOR_NBGRADER_MB) * 1024 * 1024
-            status, killed = runner.run(argv, cwd=scratch, env=space.nbgrader_env(scratch, kernel),
-                                        log=log, memory=memory, timeout=limits.submission_timeout)
-        finally:
-            pool.release(kernel)
-            free.put(runner)
-        _read_run(outcome, scratch, status, killed, log, limits)
-    except (OSError, RuntimeError, ValueError, nbformat.ValidationError) as error:
-        _grader_error(outcome, log, error)
-    outcome.seconds = round(time.monotonic() - start, 2)
-    return outcome, scratch
-
-
-def _read_run(outcome: Outcome, scratch: Path, status: int, killed: bool, log: Path,
-              limits: Limits) -> None:
-    """What the nbgrader child left: its exit status, its report, the executed notebook."""
-    if killed:
-        outcome.fail("submission_timeout", seconds=limits.submission_timeout)
-    elif status != 0 and not outcome.has_problem("notebook_missing", "not_a_notebook"):
-        failure = nbgrader_failure(log.read_text(errors="replace"))
-        outcome.fail(failure.code, **failure.params)
-    elif status != 0:
-        outcome.status = Status.FAILED
-    report_path = scratch / "report.json"
-    report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    outcome.violations += [Finding("rule_broken", v) for v in report.get("violations", [])]
-    outcome.flags += [Finding(str(f.get("code", "suspicious")),
-                              {k: v for k, v in f.items() if k != "code"})
-                      for f in report.get("flags", [])]
-    outcome.flags += [Finding("verdicts_disagree", d) for d in report.get("disagreements", [])]
-    outcome.problems += describe_execution(scratch / "autograded" / outcome.student / outcome.lab,
-                                           limits)
-
-
-def _record(course: Course, lab: str, outcome: Outcome, scratch: Path | None) -> None:
-    """In the main thread only: the result into the course's gradebook and ``autograded/``."""
-    if scratch is None:
-        return
-    try:
-        recorded = gradebook.record(course.db_url, scratch / "gradebook.db", lab, outcome.student)
-    except (gradebook.GradebookError, OSError, gradebook.MissingEntry) as error:
-        outcome.status = Status.UNRECORDED
-        outcome.note("gradebook_error", error=f"{type(error).__name__}: {error}"[:300])
-        return
-    outcome.score, outcome.max_score = recorded.score, recorded.max_score
-    if recorded.nothing and outcome.status is Status.GRADED:
-        outcome.fail("nothing_recorded")
-    target = course.autograded / outcome.student / lab
-    shutil.rmtree(target, ignore_errors=True)
-    produced = scratch / "autograded" / outcome.student / lab
-    if produced.is_dir():
-        shutil.copytree(produced, target, symlinks=True)
-    shutil.rmtree(scratch, ignore_errors=True)

@@ -125,7 +125,7 @@ def bwrap_argv(*, work: Path, ipc: Path, matplotlib: Path, etc: Path, env: dict[
     ``matplotlib`` (its font cache) and ``etc`` (made-up passwd/group) are host folders."""
     args = [shutil.which("bwrap") or "bwrap", "--unshare-user", "--unshare-ipc", "--unshare-pid",
             "--unshare-net", "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent",
-            "--new-session", "--cap-drop", "ALL", "--uid", str(SANDBOX_UID), "--gid",
+            "--disable-userns", "--new-session", "--cap-drop", "ALL", "--uid", str(SANDBOX_UID), "--gid",
             str(SANDBOX_UID), "--hostname", "grading"]
     args += _system_paths()
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",

@@ -15,6 +15,7 @@ One run folder per ``grade`` command (a private temporary folder), holding:
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 import subprocess
@@ -23,14 +24,40 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..course import Course, build_course
+import nbformat
+
+from ..course import build_course
 from ..environment import tool_env
 from ..nbgrader_runner import WarmNbgrader
+from ..notebooks import MARKER_LINE
 from .kernels import KernelHandle
 from .limits import Limits
 from .preprocessors import PIPELINE
 
 KERNEL_NAME = "kit-sandbox"
+
+
+def modules_to_preload(source_nb) -> tuple[str, ...]:
+    """What a kernel may import before the submission comes: every module the lab's source
+    notebook imports at the top level of a code cell, and pyplot when the lab draws."""
+    found: list[str] = []
+    draws = False
+    for cell in source_nb.cells:
+        if cell.cell_type != "code":
+            continue
+        draws = draws or "plot" in cell.source
+        try:
+            tree = ast.parse(MARKER_LINE.sub("", cell.source))
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                found += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.append(node.module)
+    if draws:
+        found.append("matplotlib.pyplot")
+    return tuple(dict.fromkeys(found))
 
 
 def grading_config(limits: Limits) -> str:
@@ -57,8 +84,10 @@ def _plain_files_only(folder: str, names: list[str]) -> list[str]:
 
 @dataclass
 class Workspace:
-    course: Course
+    """The run folder of one lab's grading on one machine (see the module's docstring)."""
+
     lab: str
+    source: Path
     limits: Limits
     run_dir: Path
 
@@ -67,12 +96,16 @@ class Workspace:
         return self.run_dir / "template"
 
     @classmethod
-    def create(cls, course: Course, lab: str, limits: Limits, seeder: WarmNbgrader) -> Workspace:
+    def create(cls, lab: str, source: Path, config: Path, limits: Limits, seeder: WarmNbgrader,
+               also_seed: tuple[str, ...] = ()) -> Workspace:
+        """The run folder for grading ``lab`` from its ``source`` folder under the course's
+        ``config``; ``also_seed`` lists further gradebook URLs to seed with the assignment (the
+        course's own, on the machine that records the results)."""
         run_dir = Path(tempfile.mkdtemp(prefix="kit-grade-"))
-        space = cls(course, lab, limits, run_dir)
-        build_course(space.template, {lab: course.solutions / lab},
-                     config=course.root / "nbgrader_config.py", extra_config=grading_config(limits))
-        for url in (f"sqlite:///{space.template / 'gradebook.db'}", course.db_url):
+        space = cls(lab, Path(source), limits, run_dir)
+        build_course(space.template, {lab: source}, config=config,
+                     extra_config=grading_config(limits))
+        for url in (f"sqlite:///{space.template / 'gradebook.db'}", *also_seed):
             argv = ["generate_assignment", lab, "--force", "--db", url]
             log = run_dir / "generate_assignment.log"
             status, _ = seeder.run(argv, cwd=space.template, env=tool_env(), log=log)
@@ -98,19 +131,24 @@ class Workspace:
         subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"],
                        env=tool_env(MPLCONFIGDIR=str(folder)), capture_output=True, timeout=300)
 
+    def preload(self) -> tuple[str, ...]:
+        modules: list[str] = []
+        for path in sorted(self.source.glob("*.ipynb")):
+            modules += modules_to_preload(nbformat.read(path, as_version=4))
+        return tuple(dict.fromkeys(modules))
+
     @property
     def matplotlib_cache(self) -> Path:
         return self.run_dir / "matplotlib"
 
-    def submission(self, student: str, number: int) -> Path:
-        """A scratch course for one submission (``s-<number>/``): the template plus the files of
-        ``submitted/<student>/<lab>/`` (plain files only) and a copy of the seeded gradebook."""
+    def submission(self, student: str, files: Path, number: int) -> Path:
+        """A scratch course for one submission (``s-<number>/``): the template plus the plain
+        files of ``files`` (the student's submitted folder) and a copy of the seeded gradebook."""
         scratch = self.run_dir / f"s-{number}"
         shutil.copytree(self.template / "solutions", scratch / "solutions")
         shutil.copy(self.template / "nbgrader_config.py", scratch / "nbgrader_config.py")
         shutil.copy(self.template / "gradebook.db", scratch / "gradebook.db")
-        shutil.copytree(self.course.submitted / student / self.lab,
-                        scratch / "submitted" / student / self.lab, symlinks=True,
+        shutil.copytree(files, scratch / "submitted" / student / self.lab, symlinks=True,
                         ignore=_plain_files_only)
         return scratch
 

@@ -12,11 +12,10 @@ as the top-level package ``kernel_side``; it needs only the standard library, to
 
 from __future__ import annotations
 
-PRELOAD = ("torch", "torch.nn.functional", "lab_utils", "lab_utils.testing", "matplotlib",
-           "matplotlib.pyplot", "tqdm.auto")
 
-
-def start() -> None:
+def start(preload: tuple[str, ...] = ()) -> None:
+    """Install the guard, then import ``preload`` (what the lab's notebook imports), so that the
+    guard records those modules as they are first imported."""
     import importlib
 
     from IPython import get_ipython
@@ -25,7 +24,7 @@ def start() -> None:
 
     ip = get_ipython()
     guard.install(ip)  # first: the import hook records the modules as they are first imported
-    for name in PRELOAD:
+    for name in preload:
         try:
             importlib.import_module(name)
         except ImportError:
