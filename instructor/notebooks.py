@@ -17,7 +17,7 @@ from nbgrader.utils import is_grade, is_locked, is_solution
 __all__ = ["is_grade", "is_locked", "is_solution", "grade_id", "points", "is_test_cell",
            "is_answer_cell", "is_written_answer", "is_context_cell", "rules_of_cell",
            "MARKERS", "MARKER_LINE", "SOLUTION_REGION", "HIDDEN_REGION", "solved_source",
-           "defined_names"]
+           "answered", "defined_names"]
 
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 #: One marker line (``### BEGIN SOLUTION`` ... ``### END HIDDEN TESTS``), with its newline.
@@ -67,6 +67,18 @@ def rules_of_cell(cell) -> tuple[str, ...]:
 def solved_source(cell) -> str:
     """A solution cell's code as a student who solved it would hand it in (markers removed)."""
     return MARKER_LINE.sub("", cell.source)
+
+
+def answered(release_nb, source_nb, ids: set[str] | None = None):
+    """A copy of the released notebook with the answer cells in ``ids`` (default: all) filled in
+    from the source, as a student who solved them would hand it in."""
+    import copy
+    solved = {grade_id(c): solved_source(c) for c in source_nb.cells if is_answer_cell(c)}
+    nb = copy.deepcopy(release_nb)
+    for cell in nb.cells:
+        if is_answer_cell(cell) and (ids is None or grade_id(cell) in ids):
+            cell.source = solved.get(grade_id(cell), cell.source)
+    return nb
 
 
 def defined_names(source: str) -> list[str]:

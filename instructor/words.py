@@ -62,13 +62,28 @@ def describe(finding: Finding) -> str:
     """One sentence for ``finding``."""
     make = SENTENCES.get(finding.code)
     if make is None:
-        from .grading import rule_words
-        return rule_words.describe(finding.code, finding.params)
+        return _rule_sentence(finding)
     try:
         return make(finding.params)
     except KeyError as missing:
         return f"{finding.code} ({', '.join(f'{k}={v}' for k, v in finding.params.items())}; " \
                f"missing {missing})"
+
+
+def _rule_sentence(finding: Finding) -> str:
+    """A by-hand rule broken, or something suspicious (the rule checker's own words)."""
+    from .grading import rule_words
+    from .grading.rules import Flag, Violation
+
+    params = dict(finding.params)
+    try:
+        if finding.code == "rule_broken":
+            params["code"] = params.pop("kind")
+            params["chain"] = tuple(params.get("chain", ()))
+            return rule_words.describe(Violation(**params))
+        return rule_words.describe(Flag(code=finding.code, **params))
+    except (TypeError, KeyError):
+        return f"{finding.code}: {', '.join(f'{k}={v}' for k, v in finding.params.items())}"
 
 
 def outcome_line(outcome: Outcome) -> str:

@@ -18,7 +18,9 @@ import textwrap
 from dataclasses import dataclass
 
 import nbformat
-from submission_factory import filled, graded_id
+from submission_factory import filled
+
+from instructor.notebooks import grade_id as graded_id
 
 LAB = "lab3_backprop_mlp"
 # the rules Lab 3 declares (the suite adds them to a copy of the source until the lab does)

@@ -4,18 +4,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-from instructor.course import find_labs
-from instructor.environment import tool_env
+from instructor.course import build_course, find_labs
+from instructor.nbgrader_runner import run_nbgrader
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
 NOTEBOOKS = ROOT / "notebooks"
-MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 
 
 def discover_labs() -> list[str]:
@@ -33,8 +30,7 @@ def student_path(lab: str) -> Path:
 def nbgrader(*args: str, cwd: Path, check: bool = True, timeout: float = 900
              ) -> subprocess.CompletedProcess:
     """Run ``nbgrader ARGS`` in ``cwd`` (a course root) and return the finished process."""
-    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=cwd, env=tool_env(),
-                            capture_output=True, text=True, timeout=timeout)
+    result = run_nbgrader(*args, cwd=cwd, timeout=timeout, check=False)
     if check and result.returncode != 0:
         raise AssertionError(f"nbgrader {' '.join(args)} failed ({result.returncode}):\n"
                              f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -42,15 +38,8 @@ def nbgrader(*args: str, cwd: Path, check: bool = True, timeout: float = 900
 
 
 def make_course(root: Path, labs: dict[str, Path]) -> Path:
-    """A throw-away course in ``root``: the kit's nbgrader_config.py and the given
-    source notebooks as ``solutions/<lab>/<lab>.ipynb``."""
-    root.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
-    for lab, notebook in labs.items():
-        target = root / "solutions" / lab
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copy(notebook, target / f"{lab}.ipynb")
-    return root
+    """A throw-away course in ``root`` with the given lab sources (see ``build_course``)."""
+    return build_course(root, labs).root
 
 
 def read_cells(path: Path) -> list[dict]:

@@ -18,7 +18,8 @@ import nbformat
 from nbclient import NotebookClient
 
 sys.path.insert(0, str(Path(__file__).parent))
-from labs import solution_path, tool_env  # noqa: E402
+from instructor.environment import tool_env  # noqa: E402
+from labs import solution_path  # noqa: E402
 
 MARK = "# NBVAL_CHECK_OUTPUT"
 EXPECTED = Path(__file__).parent / "expected_outputs"

@@ -6,53 +6,32 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import re
 import shutil
 import sqlite3
 from pathlib import Path
 
 import nbformat
 
+from instructor.notebooks import answered, grade_id, is_answer_cell
 from labs import make_course, nbgrader
-
-MARKER_LINE = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
-
-
-def graded_id(cell) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-
-
-def is_solution(cell) -> bool:
-    return bool(cell.get("metadata", {}).get("nbgrader", {}).get("solution"))
-
-
-def answers(source_nb) -> dict[str, str]:
-    """grade_id -> the solution cell's code as a student who solved it would hand it in."""
-    return {graded_id(c): MARKER_LINE.sub("", c.source) for c in source_nb.cells
-            if c.cell_type == "code" and is_solution(c)}
 
 
 def filled(release_nb, source_nb, ids: set[str] | None = None):
-    """The released notebook with the solution cells in ``ids`` (default: all) answered."""
-    nb = copy.deepcopy(release_nb)
-    solved = answers(source_nb)
-    for cell in nb.cells:
-        if cell.cell_type == "code" and is_solution(cell) and (ids is None or graded_id(cell) in ids):
-            cell.source = solved[graded_id(cell)]
-    return nb
+    """The released notebook with the answer cells in ``ids`` (default: all) answered."""
+    return answered(release_nb, source_nb, ids)
 
 
 def standard_set(release_nb, source_nb) -> dict[str, object]:
     """correct, blank and partial (the first answer only) submissions."""
-    first = next(graded_id(c) for c in source_nb.cells if c.cell_type == "code" and is_solution(c))
+    first = next(grade_id(c) for c in source_nb.cells if is_answer_cell(c))
     return {"correct": filled(release_nb, source_nb), "blank": copy.deepcopy(release_nb),
             "partial": filled(release_nb, source_nb, {first})}
 
 
-def with_solution(release_nb, code: str, grade_id: str):
+def with_solution(release_nb, code: str, cell_id: str):
     nb = copy.deepcopy(release_nb)
     for cell in nb.cells:
-        if graded_id(cell) == grade_id:
+        if grade_id(cell) == cell_id:
             cell.source = code
     return nb
 

@@ -30,7 +30,7 @@ from labs import nbgrader
 pytestmark = pytest.mark.slow
 FIXTURE = Path(__file__).parent / "fixtures" / "fixture_lab.ipynb"
 LAB = "fixture"
-CELL_TIMEOUT = 4
+CELL_TIMEOUT = 10
 CORRECT = 'def add(a, b):\n    """Return a + b."""\n    return a + b'
 
 
@@ -68,7 +68,7 @@ def fault_catalogue(release, source):
         "not_json": ('{"cells": [ this is not JSON', None, 0.0, "not a valid notebook"),
         "renamed": (correct, "fixture (1).ipynb", 0.0, "fixture (1).ipynb"),
         "missing": (None, None, 0.0, "missing"),
-        "output_flood": (with_solution(release, "for i in range(300_000):\n    print('flood', i)\n"
+        "output_flood": (with_solution(release, "for i in range(100_000):\n    print('flood', i)\n"
                                        + CORRECT, "add"), None, 3.0, "printed too much"),
     }
 
@@ -183,25 +183,29 @@ def page_text(path: Path) -> str:
 
 
 def _processes_mentioning(text: str) -> list[int]:
-    """Pids of live processes whose environment holds ``text`` (the kernels carry the course's
-    paths in KIT_SANDBOX)."""
+    """Pids of live processes whose command line holds ``text``."""
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if text.encode() in (proc / "environ").read_bytes():
+            if text.encode() in (proc / "cmdline").read_bytes():
                 found.append(int(proc.name))
         except OSError:
             continue
     return found
 
 
-def test_submission_time_limit_kills_nbgrader_and_its_kernel(tmp_path):
+def test_submission_time_limit_kills_nbgrader_and_its_kernel(tmp_path, monkeypatch):
     """A submission still running at the per-submission limit is stopped (nbgrader and its
     kernel killed, nothing of theirs left running) and scores 0; the others are graded."""
+    import tempfile
+
     from instructor.course import Course
     from instructor.grading.limits import Limits
     from instructor.grading.run import grade
 
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # the run's folders, kernels' paths
     root = build_course(tmp_path / "course", LAB, FIXTURE)
     release = read_release(root, LAB)
     submit(root, LAB, "correct", with_solution(release, CORRECT, "add"))
@@ -210,8 +214,8 @@ def test_submission_time_limit_kills_nbgrader_and_its_kernel(tmp_path):
     outcomes = grade(Course.open(root), LAB, workers=2, progress=False,
                      limits=Limits(cell_timeout=300, submission_timeout=15))
     by_student = {o.student: o for o in outcomes}
-    assert by_student["stuck"].status == "failed"
-    assert any("stopped after 15 s" in p for p in by_student["stuck"].problems)
-    assert by_student["correct"].status == "graded"
+    assert by_student["stuck"].status.value == "failed"
+    assert [p.code for p in by_student["stuck"].problems] == ["submission_timeout"]
+    assert by_student["correct"].status.value == "graded"
     assert scores(root / "gradebook.db", LAB) == {"correct": 3.0, "stuck": 0.0}
-    assert _processes_mentioning(str(root / "submitted")) == []
+    assert _processes_mentioning(str(scratch)) == []

@@ -1,6 +1,8 @@
 """The grader on every real lab (found automatically): a correct submission gets every autograded
-point, a blank one none, a partial one some; on the first lab, parallel grading gives exactly the
-grades plain serial ``nbgrader autograde`` gives on the same submissions."""
+point, a blank one none, a partial one some; the grader's own re-run of every test cell agrees
+with the kernel's on all of them, and honest work carries no flag and breaks no rule; on the
+first lab, parallel grading gives exactly the grades plain serial ``nbgrader autograde`` gives
+on the same submissions."""
 
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ import pytest
 from submission_factory import gradebook_rows, read_release, read_source, standard_set, submit
 
 from instructor.__main__ import main as kit
+from instructor.course import Course
+from instructor.grading.outcome import load_results
+from instructor.words import describe
 from labs import discover_labs, make_course, nbgrader, solution_path
 
 pytestmark = pytest.mark.slow
@@ -46,6 +51,19 @@ def test_correct_blank_partial(course, lab):
     assert total["correct"] == pytest.approx(full), total
     assert total["blank"] == 0.0, total
     assert 0.0 < total["partial"] < full, total
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_the_grader_agrees_with_the_kernel_and_flags_no_honest_work(course, lab):
+    """Replaying every test cell in the grader's process gives the kernel's verdict, for the
+    correct, the blank and the partial submission alike; none of them is flagged or breaks a
+    rule (an instructor who sees flags on honest work learns to ignore them)."""
+    results = load_results(Course.open(course).grading, lab)
+    assert sorted(results) == ["blank", "correct", "partial"]
+    for student, outcome in results.items():
+        found = [describe(f) for f in outcome.flags + outcome.violations]
+        assert not found, (lab, student, found)
+        assert outcome.status.value == "graded" and not outcome.problems, (lab, student)
 
 
 def test_parallel_equals_serial_nbgrader_on_a_lab(course, tmp_path):

@@ -22,15 +22,17 @@ from by_hand_catalogue import (
     submission,
     with_rules,
 )
-from submission_factory import MARKER_LINE, filled, graded_id
+from submission_factory import filled
 
-import instructor.authoring as authoring
+import instructor.commands.authoring as authoring
 import lab_utils
 from instructor.grading import rule_words
 from instructor.grading import rules as rules_module
 from instructor.grading._cells import _parse_cached
 from instructor.grading._families import GRADIENT_HELPER_NAMES
 from instructor.grading.rules import Flag, Violation, check_rules, review, rules_of, scan
+from instructor.notebooks import MARKER_LINE
+from instructor.notebooks import grade_id as graded_id
 from labs import discover_labs, solution_path, student_path
 
 # rules the suite adds to each lab's source until the lab declares its own

@@ -46,7 +46,8 @@ class Outcome:
     """One submission: its status; ``problems`` (why it was not graded normally), ``violations``
     (rules of by-hand functions broken: those tests score 0), ``flags`` (for review: scores
     unchanged); the score nbgrader's gradebook holds; how it was isolated; the hash of what was
-    submitted (a rerun skips a submission graded and recorded with the same hash)."""
+    submitted (a rerun skips a submission graded and recorded with the same hash); and where the
+    seconds went (``timings``: the nbgrader child, recording, and the child's own breakdown)."""
 
     student: str
     lab: str
@@ -59,6 +60,7 @@ class Outcome:
     seconds: float = 0.0
     sandbox: str = ""
     submission_sha256: str = ""
+    timings: dict = field(default_factory=dict)
 
     def fail(self, code: str, **params) -> None:
         self.status = Status.FAILED

@@ -23,7 +23,9 @@ from __future__ import annotations
 import ast
 import json
 import os
+import time
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -58,6 +60,7 @@ class PrepareCells(NbGraderPreprocessor):
     """Put the kernel-side call at the top of every locked code cell."""
 
     def preprocess(self, nb, resources):
+        resources["kit_started"] = time.time()
         names = tuple(graded_names(source_notebook(resources)))
         for cell in nb.cells:
             if cell.cell_type == "code" and is_locked(cell):
@@ -67,7 +70,11 @@ class PrepareCells(NbGraderPreprocessor):
 
 
 class RestoreCells(NbGraderPreprocessor):
-    """Take the kernel-side call out again."""
+    """Take the kernel-side call out again (and note how long the execution took)."""
+
+    def preprocess(self, nb, resources):
+        resources["kit_executed"] = time.time()
+        return super().preprocess(nb, resources)
 
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type == "code" and cell.source.startswith(PROLOGUE):
@@ -91,6 +98,32 @@ def _names_used_by_helpers(source_nb) -> dict[str, set[str]]:
     return used
 
 
+def _seconds(stamp: str | None) -> float | None:
+    if not stamp:
+        return None
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _timings(nb, resources: dict, replay_started: float) -> dict:
+    """Where this notebook's seconds went: waiting for the kernel, each cell, the replay."""
+    started, executed = resources.get("kit_started"), resources.get("kit_executed")
+    cells, first_input = [], None
+    for index, cell in enumerate(nb.cells):
+        timing = cell.get("metadata", {}).get("execution", {})
+        begin = _seconds(timing.get("iopub.execute_input"))
+        end = _seconds(timing.get("shell.execute_reply"))
+        if begin is not None and end is not None:
+            first_input = begin if first_input is None else min(first_input, begin)
+            cells.append([grade_id(cell) or f"cell {index}", round(end - begin, 4)])
+    return {"notebook": resources["nbgrader"]["notebook"],
+            "execute": round(executed - started, 4) if started and executed else None,
+            "kernel_wait": round(first_input - started, 4) if started and first_input else None,
+            "replay": round(time.time() - replay_started, 4), "cells": cells}
+
+
 def _fail(cell, ename: str, message: str) -> None:
     cell.outputs.append(new_output("error", ename=ename, evalue=message,
                                    traceback=[f"{ename}: {message}"]))
@@ -109,15 +142,16 @@ class RecomputeVerdicts(NbGraderPreprocessor):
     cell_timeout = Integer(120, help="seconds per test cell in the grader's process").tag(config=True)
 
     def preprocess(self, nb, resources):
-        from . import rules  # pure and fast, but only needed here
-        from .rule_words import describe_violation
+        from .rule_words import describe
+        from .rules import review
 
         source = source_notebook(resources)
         records = os.environ.get("KIT_RECORDS")
-        violations = rules.check_rules(source, nb)
-        flags = rules.scan(source, nb)
+        violations, flags = review(source, nb)
+        replay_started = time.time()
         verdicts = replay_notebook(source, Path(records) if records else None,
                                    cell_timeout=self.cell_timeout)
+        timings = _timings(nb, resources, replay_started)
         helpers = _names_used_by_helpers(source)
         notebook = resources["nbgrader"]["notebook"]
         disagreements = []
@@ -130,7 +164,7 @@ class RecomputeVerdicts(NbGraderPreprocessor):
             broken = [v for v in violations if v.function in tested]
             kernel_passed = not has_failed(cell)
             if broken:
-                _fail(cell, RULE_ERROR, " ".join(describe_violation(v) for v in broken[:3]))
+                _fail(cell, RULE_ERROR, " ".join(describe(v) for v in broken[:3]))
             elif not verdict.passed and kernel_passed:
                 _fail(cell, GRADER_ERROR, verdict.message)
             elif verdict.passed and not kernel_passed:
@@ -141,7 +175,8 @@ class RecomputeVerdicts(NbGraderPreprocessor):
                                       "grader": "passed" if verdict.passed else "failed",
                                       "reason": verdict.message[:500]})
         self._report({"violations": [asdict(v) for v in violations],
-                      "flags": [asdict(f) for f in flags], "disagreements": disagreements})
+                      "flags": [asdict(f) for f in flags], "disagreements": disagreements,
+                      "timings": [timings]})
         return nb, resources
 
     @staticmethod

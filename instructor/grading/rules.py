@@ -45,7 +45,6 @@ from functools import lru_cache
 from ._cells import (
     Cell,
     Problem,
-    Unit,
     nbgrader_of,
     notebook_cells,
     read,

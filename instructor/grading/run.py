@@ -131,9 +131,11 @@ class LabGrader:
                 argv = ["autograde", self.lab, "--student", student, "--force", "--db",
                         f"sqlite:///{scratch / 'gradebook.db'}"]
                 memory = (self.limits.memory_mb + MEMORY_FOR_NBGRADER_MB) * 1024 * 1024
+                child = time.monotonic()
                 status, killed = runner.run(argv, cwd=scratch, log=log, memory=memory,
                                             env=self.space.nbgrader_env(scratch, kernel),
                                             timeout=self.limits.submission_timeout)
+                outcome.timings["nbgrader"] = round(time.monotonic() - child, 3)
             finally:
                 self.pool.release(kernel)
                 self.free.put(runner)
@@ -147,18 +149,22 @@ class LabGrader:
         """What the nbgrader child left: its exit status, its report, the executed notebook."""
         if killed:
             outcome.fail("submission_timeout", seconds=self.limits.submission_timeout)
-        elif status != 0 and not outcome.has_problem("notebook_missing", "not_a_notebook"):
+        elif status != 0 and not outcome.has_problem("notebook_missing", "not_a_notebook",
+                                                      "cells_duplicated"):
             failure = nbgrader_failure(log.read_text(errors="replace"))
             outcome.fail(failure.code, **failure.params)
         elif status != 0:
             outcome.status = Status.FAILED
         report_path = scratch / "report.json"
         report = json.loads(report_path.read_text()) if report_path.exists() else {}
-        outcome.violations += [Finding("rule_broken", v) for v in report.get("violations", [])]
+        outcome.violations += [Finding("rule_broken", {("kind" if k == "code" else k): x
+                                                         for k, x in v.items()})
+                               for v in report.get("violations", [])]
         outcome.flags += [Finding(str(f.get("code", "suspicious")),
                                   {k: v for k, v in f.items() if k != "code"})
                           for f in report.get("flags", [])]
         outcome.flags += [Finding("verdicts_disagree", d) for d in report.get("disagreements", [])]
+        outcome.timings["notebooks"] = report.get("timings", [])
         outcome.problems += describe_execution(
             scratch / "autograded" / outcome.student / self.lab, self.limits)
 
@@ -185,9 +191,11 @@ def record(course: Course, graded: Graded) -> Outcome:
     outcome, scratch = graded.outcome, graded.scratch
     lab = outcome.lab
     if scratch is not None:
+        start = time.monotonic()
         try:
             recorded = gradebook.record(course.db_url, scratch / "gradebook.db", lab,
                                         outcome.student)
+            outcome.timings["record"] = round(time.monotonic() - start, 3)
         except (gradebook.GradebookError, OSError, gradebook.MissingEntry) as error:
             outcome.status = Status.UNRECORDED
             outcome.note("gradebook_error", error=f"{type(error).__name__}: {error}"[:300])
