@@ -47,6 +47,8 @@ def encode(value, _depth: int = 0):
     ``{"__kit__": "unrecordable", "type": ...}``."""
     if _depth > 50:
         return {TAG: "unrecordable", "type": "a structure nested more than 50 deep"}
+    if isinstance(value, int) and not isinstance(value, bool) and not _fits_64_bits(value):
+        return {TAG: "int", "digits": str(value)}  # weights_only loads 64-bit ints only
     if value is None or isinstance(value, (bool, int, str)):
         if isinstance(value, str) and len(value) > MAX_ITEMS:
             return {TAG: "unrecordable", "type": "a string too long to record"}
@@ -82,6 +84,10 @@ def encode(value, _depth: int = 0):
     if isinstance(value, range):
         return {TAG: "range", "args": [value.start, value.stop, value.step]}
     return {TAG: "unrecordable", "type": type(value).__qualname__}
+
+
+def _fits_64_bits(value: int) -> bool:
+    return -(2 ** 63) <= value < 2 ** 63
 
 
 def _from_numpy(value):
@@ -126,6 +132,8 @@ def decode(data):
         return torch.device(data["name"])
     if kind == "size":
         return torch.Size(data["items"])
+    if kind == "int":
+        return int(data["digits"])
     if kind == "complex":
         return complex(data["real"], data["imag"])
     if kind == "range":
@@ -144,6 +152,8 @@ def fingerprint(value, _depth: int = 0):
     """A small summary of ``value`` (arguments of a call) to compare two calls' inputs."""
     if _depth > 20:
         return "..."
+    if isinstance(value, int) and not isinstance(value, bool) and not _fits_64_bits(value):
+        return str(value)[:200]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value if not isinstance(value, str) else value[:200]
     if isinstance(value, torch.Tensor):
