@@ -83,8 +83,8 @@ assert torch.allclose(by_hand(tanh_backward, x, g), autograd_reference(x, g), at
 ### BEGIN HIDDEN TESTS
 xh = torch.linspace(-3, 1, 9, dtype=torch.float64)
 gh = torch.linspace(1, 2, 9, dtype=torch.float64)
-check_gradients({"x": by_hand(tanh_backward, xh, gh)}, {"x": autograd_reference(xh, gh)},
-                verbose=False)
+report = check_gradients({"x": by_hand(tanh_backward, xh, gh)}, {"x": autograd_reference(xh, gh)},
+                         verbose=False)
 ### END HIDDEN TESTS
 '''
 
@@ -281,7 +281,8 @@ def escapes(release, *, course: Path, home: Path, port: int) -> dict[str, tuple]
                                    ["network", "environment"]),
         "escape_signals": (_attack(release, signals), ["signals"]),
         "kill_everything": (_attack(release, "for pid in (-1, os.getppid(), 1, os.getpid()):\n"
-                                    "    os.kill(pid, signal.SIGKILL)\n"), []),
+                                    "    try:\n        os.kill(pid, signal.SIGKILL)\n"
+                                    "    except OSError:\n        pass\n"), []),
         "escape_bombs": (_attack(release, bombs), ["fork_bomb", "thread_bomb", "memory_bomb"]),
         "forge_records": (_attack(release, forged), ["forge_records"]),
     }

@@ -173,3 +173,22 @@ def test_errors_come_back_as_their_builtin_kind():
     assert isinstance(error, RuntimeError) and type(error).__name__ == "LinAlgError"
     assert not isinstance(rebuild_error({"type": "KeyboardInterrupt", "builtin": "KeyboardInterrupt",
                                          "message": ""}), KeyboardInterrupt)
+
+
+def test_the_graders_verdict_decides_nbgrader_s_score():
+    """A failure added by the grader counts even when the cell also shows a value (which
+    nbgrader would otherwise read as a partial or full score); a pass clears the kernel's
+    errors."""
+    from nbgrader.utils import determine_grade
+
+    from instructor.grading.preprocessors import _fail, _pass
+    cell = nbformat.v4.new_code_cell("report = check()")
+    cell.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "points": 2,
+                                 "grade_id": "t", "schema_version": 3}
+    cell.outputs = [nbformat.v4.new_output("execute_result", data={"text/plain": "a report"},
+                                           execution_count=1)]
+    assert determine_grade(cell)[0] == 2
+    _fail(cell, "RuleBroken", "tanh_backward must be written by hand")
+    assert determine_grade(cell)[0] == 0
+    _pass(cell)
+    assert determine_grade(cell)[0] == 2

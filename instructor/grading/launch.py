@@ -25,9 +25,20 @@ def main(argv: list[str]) -> None:
     print(f"kit-launch: tasks {applied['tasks']}", file=sys.stderr, flush=True)
     if os.path.basename(command[0]) == "bwrap":
         fd = no_new_processes_filter()
-        if fd is not None:
-            command[1:1] = ["--seccomp", str(fd)]
+        split = command.index("--")
+        options = (["--seccomp", str(fd)] if fd is not None else []) + command[1:split]
+        command = [command[0], "--args", str(_args_file(options)), *command[split:]]
     os.execv(command[0], command)
+
+
+def _args_file(options: list[str]) -> int:
+    """bwrap's options in a file descriptor (``--args FD``), so that no process, inside the
+    sandbox or out, shows them (they name the grader's folders) in its command line; the
+    kernel's own command follows ``--`` as usual."""
+    fd = os.memfd_create("kit-bwrap-args", 0)
+    os.write(fd, b"".join(option.encode() + b"\0" for option in options))
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@
    verdict becomes the cell's score (nbgrader scores a test cell by whether its outputs hold
    an error): a test that fails here but passed in the kernel gets the grader's error added, one
    that passes here but failed in the kernel loses its error, and a test of a function that
-   broke its rule gets an error naming the rule. Rule violations, flags and every disagreement
-   go to the report file the grader reads (``KIT_REPORT``).
+   broke its rule gets an error naming the rule. Every disagreement, and where the seconds
+   went, go to the report file the grader reads (``KIT_REPORT``); the grader reads the rule
+   violations and flags from the submitted source itself.
 5. nbgrader's own: ``IgnorePattern``, ``ClearMetadata``, ``LimitOutput``, ``SaveAutoGrades``,
    ``AssignLatePenalties``, ``CheckCellMetadata``.
 
@@ -24,7 +25,6 @@ import ast
 import json
 import os
 import time
-from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
@@ -125,8 +125,9 @@ def _timings(nb, resources: dict, replay_started: float) -> dict:
 
 
 def _fail(cell, ename: str, message: str) -> None:
-    cell.outputs.append(new_output("error", ename=ename, evalue=message,
-                                   traceback=[f"{ename}: {message}"]))
+    """First among the outputs: nbgrader scores a cell by its first error or result."""
+    cell.outputs.insert(0, new_output("error", ename=ename, evalue=message,
+                                      traceback=[f"{ename}: {message}"]))
 
 
 def _pass(cell) -> None:
@@ -147,7 +148,7 @@ class RecomputeVerdicts(NbGraderPreprocessor):
 
         source = source_notebook(resources)
         records = os.environ.get("KIT_RECORDS")
-        violations, flags = review(source, nb)
+        violations, _ = review(source, nb)
         replay_started = time.time()
         verdicts = replay_notebook(source, Path(records) if records else None,
                                    cell_timeout=self.cell_timeout)
@@ -174,9 +175,7 @@ class RecomputeVerdicts(NbGraderPreprocessor):
                                       "kernel": "passed" if kernel_passed else "failed",
                                       "grader": "passed" if verdict.passed else "failed",
                                       "reason": verdict.message[:500]})
-        self._report({"violations": [asdict(v) for v in violations],
-                      "flags": [asdict(f) for f in flags], "disagreements": disagreements,
-                      "timings": [timings]})
+        self._report({"disagreements": disagreements, "timings": [timings]})
         return nb, resources
 
     @staticmethod

@@ -33,7 +33,7 @@ import sys
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import nbformat
@@ -41,10 +41,11 @@ import nbformat
 from ..course import Course
 from ..nbgrader_runner import WarmNbgrader
 from . import gradebook
-from .diagnosis import describe_execution, inspect_submission, nbgrader_failure
+from .diagnosis import describe_execution, inspect_submission, nbgrader_failure, read_notebook
 from .kernels import KernelPlan, KernelPool
 from .limits import Limits
 from .outcome import Finding, Outcome, Status, load_results, save_results
+from .rules import review
 from .sandbox import require_sandbox
 from .workspace import Workspace
 
@@ -123,8 +124,10 @@ class LabGrader:
         try:
             outcome.submission_sha256 = submission_digest(files)
             scratch = self.space.submission(student, files, number)
+            submitted = scratch / "submitted" / student / self.lab
             outcome.problems += inspect_submission(sorted(self.space.source.glob("*.ipynb")),
-                                                   scratch / "submitted" / student / self.lab)
+                                                   submitted)
+            self._review(outcome, submitted)
             runner = self.free.get()
             kernel = self.pool.take()
             try:
@@ -157,16 +160,25 @@ class LabGrader:
             outcome.status = Status.FAILED
         report_path = scratch / "report.json"
         report = json.loads(report_path.read_text()) if report_path.exists() else {}
-        outcome.violations += [Finding("rule_broken", {("kind" if k == "code" else k): x
-                                                         for k, x in v.items()})
-                               for v in report.get("violations", [])]
-        outcome.flags += [Finding(str(f.get("code", "suspicious")),
-                                  {k: v for k, v in f.items() if k != "code"})
-                          for f in report.get("flags", [])]
         outcome.flags += [Finding("verdicts_disagree", d) for d in report.get("disagreements", [])]
         outcome.timings["notebooks"] = report.get("timings", [])
         outcome.problems += describe_execution(
             scratch / "autograded" / outcome.student / self.lab, self.limits)
+
+    def _review(self, outcome: Outcome, submitted: Path) -> None:
+        """The rules of by-hand functions, and anything suspicious, read from the submitted
+        source in this process (whether or not the notebook then runs)."""
+        for source in sorted(self.space.source.glob("*.ipynb")):
+            path = submitted / source.name
+            nb = read_notebook(path) if path.exists() else None
+            if nb is None or isinstance(nb, str):
+                continue
+            violations, flags = review(nbformat.read(source, as_version=4), nb)
+            outcome.violations += [Finding("rule_broken", {("kind" if k == "code" else k): x
+                                                             for k, x in asdict(v).items()})
+                                   for v in violations]
+            outcome.flags += [Finding(f.code, {k: x for k, x in asdict(f).items() if k != "code"})
+                              for f in flags]
 
     def close(self) -> None:
         if self.pool is not None:
