@@ -219,3 +219,45 @@ def test_submission_time_limit_kills_nbgrader_and_its_kernel(tmp_path, monkeypat
     assert by_student["correct"].status.value == "graded"
     assert scores(root / "gradebook.db", LAB) == {"correct": 3.0, "stuck": 0.0}
     assert _processes_mentioning(str(scratch)) == []
+
+
+def test_a_gradebook_failure_mid_batch_is_reported_and_a_rerun_resumes(tmp_path, monkeypatch):
+    """The course gradebook refuses one submission's result in the middle of a batch: the
+    others are recorded, results.json is written and says which one and why, and grading again
+    grades only that one and ends with exactly the gradebook of an uninterrupted run."""
+    from sqlalchemy.exc import OperationalError
+
+    from instructor.course import Course
+    from instructor.grading import gradebook
+    from instructor.grading.outcome import Status, load_results
+    from instructor.grading.run import grade
+
+    def make(name):
+        root = build_course(tmp_path / name, LAB, FIXTURE)
+        release = read_release(root, LAB)
+        for student, code in [("alice", CORRECT), ("bob", "def add(a, b):\n    return a - b"),
+                              ("carol", CORRECT)]:
+            submit(root, LAB, student, with_solution(release, code, "add"))
+        return Course.open(root)
+
+    clean, broken = make("clean"), make("broken")
+    grade(clean, LAB, workers=2, progress=False)
+    real_record = gradebook.record
+
+    def refuse_bob(db_url, scratch, lab, student):
+        if student == "bob":
+            raise OperationalError("UPDATE grade", {}, Exception("database is locked"))
+        return real_record(db_url, scratch, lab, student)
+
+    monkeypatch.setattr(gradebook, "record", refuse_bob)
+    first = {o.student: o for o in grade(broken, LAB, workers=2, progress=False)}
+    assert first["bob"].status is Status.UNRECORDED
+    assert [p.code for p in first["bob"].problems] == ["gradebook_error"]
+    assert {s: o.status for s, o in load_results(broken.grading, LAB).items()} == {
+        "alice": Status.GRADED, "bob": Status.UNRECORDED, "carol": Status.GRADED}
+    monkeypatch.setattr(gradebook, "record", real_record)
+    again = grade(broken, LAB, workers=2, progress=False)
+    assert [o.student for o in again] == ["bob"] and again[0].status is Status.GRADED
+    assert gradebook_rows(broken.root / "gradebook.db", LAB) == \
+        gradebook_rows(clean.root / "gradebook.db", LAB)
+    assert grade(broken, LAB, workers=2, progress=False) == []  # nothing left to grade
