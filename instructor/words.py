@@ -72,16 +72,15 @@ def describe(finding: Finding) -> str:
 
 def _rule_sentence(finding: Finding) -> str:
     """A by-hand rule broken, or something suspicious (the rule checker's own words)."""
-    from .grading import rule_words
-    from .grading.rules import Flag, Violation
+    from .grading import rules
 
     params = dict(finding.params)
     try:
         if finding.code == "rule_broken":
             params["code"] = params.pop("kind")
             params["chain"] = tuple(params.get("chain", ()))
-            return rule_words.describe(Violation(**params))
-        return rule_words.describe(Flag(code=finding.code, **params))
+            return rules.describe(rules.Violation(**params))
+        return rules.describe(rules.Flag(code=finding.code, **params))
     except (TypeError, KeyError):
         return f"{finding.code}: {', '.join(f'{k}={v}' for k, v in finding.params.items())}"
 

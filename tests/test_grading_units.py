@@ -5,6 +5,7 @@ the replay of a test cell from records."""
 from __future__ import annotations
 
 import copy
+from dataclasses import asdict
 from pathlib import Path
 
 import nbformat
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from instructor.course import Course, absolute_db_url
+from instructor.grading import rules
 from instructor.grading.diagnosis import inspect_submission, nbgrader_failure
 from instructor.grading.kernel_side.encoding import decode, encode, fingerprint, first_difference
 from instructor.grading.limits import Limits
@@ -107,6 +109,24 @@ def test_results_round_trip_and_merge(tmp_path):
     loaded = load_results(tmp_path, "lab")
     assert loaded["alice"] == first and loaded["bob"].flags == [Finding("no_sandbox")]
     assert not list(tmp_path.glob("lab/*.tmp"))
+
+
+def test_rule_findings_in_results_read_as_the_checkers_own_sentences(tmp_path):
+    """A broken rule and a flag, stored as the grading run stores them (the violation's
+    ``code`` as ``kind``, its chain as a list), read back in the rule checker's words."""
+    violation = rules.Violation("backward", "by_hand", rules.FORBIDDEN, "A.grad",
+                                "torch.autograd.grad", "autograd", "backward", 21, 4,
+                                ("backward", "_grads_of"))
+    flag = rules.Flag("exit", "sys.exit(0)", "sys.exit", None, 40, 2)
+    stored = {("kind" if k == "code" else k): v for k, v in asdict(violation).items()}
+    flag_params = {k: v for k, v in asdict(flag).items() if k != "code"}
+    save_results(tmp_path, "lab", [Outcome("carol", "lab", violations=[
+        Finding("rule_broken", stored)], flags=[Finding("exit", flag_params)])])
+    loaded = load_results(tmp_path, "lab")["carol"]
+    assert describe(loaded.violations[0]) == rules.describe(violation)
+    assert "it calls `_grads_of`, and line 4 of cell `backward`" in rules.describe(violation)
+    assert describe(loaded.flags[0]) == rules.describe(flag) == (
+        "Line 2 of cell 41 exits the kernel: `sys.exit(0)` (`sys.exit`).")
 
 
 def test_values_cross_as_plain_data_and_come_back(tmp_path):

@@ -26,11 +26,11 @@ from submission_factory import filled
 
 import instructor.commands.authoring as authoring
 import lab_utils
-from instructor.grading import rule_words
 from instructor.grading import rules as rules_module
-from instructor.grading._cells import _parse_cached
-from instructor.grading._families import GRADIENT_HELPER_NAMES
 from instructor.grading.rules import Flag, Violation, check_rules, review, rules_of, scan
+from instructor.grading.rules import sentences as rule_words
+from instructor.grading.rules.forbidden import GRADIENT_HELPER_NAMES
+from instructor.grading.rules.parsing import _parse_cached
 from instructor.notebooks import MARKER_LINE
 from instructor.notebooks import grade_id as graded_id
 from labs import discover_labs, solution_path, student_path
@@ -700,7 +700,7 @@ def test_rule_words_cover_every_code_and_family():
 def test_the_module_stays_pure_and_cheap_to_import():
     import subprocess
     import sys
-    code_ = ("import sys, instructor.grading.rules, instructor.grading.rule_words\n"
+    code_ = ("import sys, instructor.grading.rules\n"
              "heavy = [m for m in ('torch', 'IPython', 'matplotlib', 'nbgrader') "
              "if m in sys.modules]\nprint(heavy)")
     out = subprocess.run([sys.executable, "-c", code_], capture_output=True, text=True,

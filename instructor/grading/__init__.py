@@ -7,7 +7,8 @@
   started ahead and adopted by nbgrader; :mod:`.limits`: what each submission may use.
 - ``kernel_side/``: what runs inside the sandbox (the guard and the recorder).
 - :mod:`.preprocessors`: what the kit adds to ``nbgrader autograde``; :mod:`.replay` and
-  :mod:`.rules`: the verdicts and rule checks recomputed in the grader's own process.
+  :mod:`.rules` (a package): the verdicts and rule checks recomputed in the grader's own
+  process.
 - :mod:`.diagnosis` and :mod:`.outcome`: what happened, as codes (words: :mod:`instructor.words`).
 
 Importing this package imports nothing else (the sandbox's launcher starts from here).

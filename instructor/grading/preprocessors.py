@@ -143,8 +143,7 @@ class RecomputeVerdicts(NbGraderPreprocessor):
     cell_timeout = Integer(120, help="seconds per test cell in the grader's process").tag(config=True)
 
     def preprocess(self, nb, resources):
-        from .rule_words import describe
-        from .rules import review
+        from .rules import describe, review
 
         source = source_notebook(resources)
         records = os.environ.get("KIT_RECORDS")

@@ -1,5 +1,5 @@
-"""One sentence per :class:`~instructor.grading.rules.Violation` or
-:class:`~instructor.grading.rules.Flag`, for the grading summary and the students' feedback.
+"""One sentence per :class:`~.violations.Violation` or :class:`~.flags.Flag`, for the grading
+summary and the students' feedback. A new rule, family or flag code gets its words here.
 
 Cells are named by their ``grade_id`` when they have one, else by their position in the
 notebook counted from 1 (``cell 22``); lines are counted from 1 within the cell.
@@ -7,7 +7,8 @@ notebook counted from 1 (``cell 22``); lines are counted from 1 within the cell.
 
 from __future__ import annotations
 
-from .rules import FORBIDDEN, MISSING_AUTOGRAD, Flag, Violation
+from .flags import Flag
+from .violations import FORBIDDEN, MISSING_AUTOGRAD, Violation
 
 RULE_WORDS = {
     "by_hand": "must be written by hand",
