@@ -228,8 +228,9 @@ def escapes(release, *, course: Path, home: Path, port: int) -> dict[str, tuple]
     ''')
     signals = _attempt("signals", '''
         hit = []
+        own = {int(tid) for tid in os.listdir("/proc/self/task")}  # a thread's id kills us
         for pid in range(2, 4000):
-            if pid == os.getpid():
+            if pid == os.getpid() or pid in own:
                 continue
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -198,8 +198,8 @@ def test_tricks_are_flagged_for_review(graded):
     for student in ["patch_allclose", "catch_every_exception", "remove_guard_then_patch",
                     "disable_the_recorder", "os_exit"]:
         assert results[student].flags, student
-    assert [v.params["function"] for v in results["autograd_in_a_thread"].violations] == \
-        ["tanh_backward"]
+    assert {v.params["function"] for v in results["autograd_in_a_thread"].violations} == \
+        {"tanh_backward"}
 
 
 def test_plain_nbgrader_falls_for_the_monkeypatches(graded, tmp_path):
