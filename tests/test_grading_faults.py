@@ -68,7 +68,7 @@ def fault_catalogue(release, source):
         "not_json": ('{"cells": [ this is not JSON', None, 0.0, "not a valid notebook"),
         "renamed": (correct, "fixture (1).ipynb", 0.0, "fixture (1).ipynb"),
         "missing": (None, None, 0.0, "missing"),
-        "output_flood": (with_solution(release, "for i in range(100_000):\n    print('flood', i)\n"
+        "output_flood": (with_solution(release, "for i in range(40_000):\n    print('flood', i)\n"
                                        + CORRECT, "add"), None, 3.0, "printed too much"),
     }
 
