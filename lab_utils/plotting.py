@@ -127,12 +127,12 @@ def plot_training_curves(history: Mapping[str, Sequence[float]], *, xlabel: str 
 
 def plot_step_sizes(runs: Mapping[float, Sequence[float]], *, steps_per_epoch: int,
                     title: str | None = None) -> Figure:
-    """A step-size sweep: left, the loss of every step for each step size (log scale); right,
-    the mean loss of the last epoch against the step size (both axes log), with runs whose loss
-    became infinite or NaN marked as diverged (a red x at the top).
+    """A step-size sweep: left, the mean loss of each epoch for each step size; right, the mean
+    loss of the last epoch against the step size (log axes). A run whose loss became infinite
+    or NaN is marked as diverged: an x where its curve stops, and a red x at the top right.
 
-    ``runs`` maps each step size eta to the losses of its steps (one number per step);
-    ``steps_per_epoch`` says how many of the last steps make up the last epoch.
+    ``runs`` maps each step size eta to the losses of its steps (one number per step, as many
+    epochs of ``steps_per_epoch`` steps as it ran).
     """
     if not isinstance(runs, Mapping) or not runs:
         raise TypeError(f"runs: expected a non-empty dict of step size -> losses, got {describe(runs)}")
@@ -153,17 +153,21 @@ def plot_step_sizes(runs: Mapping[float, Sequence[float]], *, steps_per_epoch: i
     plt.close(fig)
     finals, diverged = {}, []
     for eta, values in sweep.items():
-        finite = [v if math.isfinite(v) else float("nan") for v in values]
-        line, = left.plot(range(1, len(values) + 1), finite, linewidth=1, label=f"η = {eta:g}")
-        if all(math.isfinite(v) for v in values):
-            tail = values[-steps_per_epoch:]
-            finals[eta] = sum(tail) / len(tail)
+        epochs = [values[i:i + steps_per_epoch] for i in range(0, len(values), steps_per_epoch)]
+        means = [math.fsum(e) / len(e) for e in epochs]
+        shown = [m if math.isfinite(m) else float("nan") for m in means]
+        blew_up = not all(math.isfinite(m) for m in means)
+        line, = left.plot(range(1, len(means) + 1), shown, marker="o", markersize=3,
+                          label=f"η = {eta:g}" + (" (diverged)" if blew_up else ""))
+        if not blew_up:
+            finals[eta] = means[-1]
         else:
             diverged.append(eta)
-            last = max((i for i, v in enumerate(values) if math.isfinite(v)), default=None)
-            if last is not None:
-                left.plot(last + 1, values[last], "x", color=line.get_color(), markersize=9)
-    left.set(xlabel="step", ylabel="batch loss", yscale="log", title="loss of each step")
+            last = next((i for i, m in enumerate(means) if not math.isfinite(m)), len(means))
+            if last > 0:
+                left.plot(last, means[last - 1], "x", color=line.get_color(), markersize=10)
+    left.set(xlabel="epoch", ylabel="mean batch loss", yscale="log", title="loss per epoch")
+    left.grid(alpha=0.3, which="both")
     left.legend(fontsize="small", ncols=2)
     right.plot(list(finals), list(finals.values()), marker="o", color="#1f77b4",
                label="mean loss, last epoch")

@@ -367,7 +367,11 @@ def test_a_step_size_sweep_plots_each_run_and_marks_the_diverged_ones():
     fig = L.plot_step_sizes(runs, steps_per_epoch=2, title="sweep")
     curves, finals = fig.axes
     assert curves.get_yscale() == "log" and finals.get_xscale() == "log"
-    assert len([line for line in curves.lines if line.get_marker() != "x"]) == 3
+    lines = [line for line in curves.lines if line.get_marker() != "x"]
+    assert [list(line.get_ydata()) for line in lines[:2]] == [pytest.approx([0.65, 0.475]),
+                                                              pytest.approx([0.5, 0.15])]
+    stop, = [line for line in curves.lines if line.get_marker() == "x"]
+    assert list(stop.get_xdata()) == [1] and list(stop.get_ydata()) == [2.85]  # where it ends
     means, crosses = finals.lines
     assert list(means.get_xdata()) == [0.1, 1.0]
     assert list(means.get_ydata()) == pytest.approx([0.475, 0.15])
