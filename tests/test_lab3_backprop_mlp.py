@@ -361,7 +361,7 @@ def autograd_step(params, X, Y, eta):
     for p in params.values():
         p.data -= eta * p.grad
         p.grad = None
-    return float(loss)
+    return float(loss.detach())
 '''},
     "init_params_autograd drawing directly": {"init_params_autograd": '''
 def init_params_autograd(nx, nh, ny):
