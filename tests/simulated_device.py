@@ -34,6 +34,8 @@ What it cannot see (so a notebook that passes here may still fail on a real mach
   ``torch.cuda``/``torch.mps`` modules (synchronize, memory, streams) are not simulated;
 - operators MPS has not implemented, dtypes it lacks other than float64 (e.g. complex128), and
   CUDA-only behaviour (asynchronous errors, peer devices);
+- random draws other than the factories and samplers listed in ``RANDOM``: dropout, for one,
+  draws on the device unnoticed;
 - a tag lives on the Python tensor object: storage shared with an untagged tensor through views
   made outside torch's API (``.data_ptr`` tricks, NumPy views) is not followed.
 """

@@ -406,6 +406,8 @@ def test_test_helpers_live_in_one_locked_cell_and_test_cells_are_short():
         assert len(visible.strip().splitlines()) <= 10, (nbgrader(cell)["grade_id"], visible)
         assert not any(isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Lambda))
                        for n in ast.walk(tree)), nbgrader(cell)["grade_id"]
+        last = ast.parse(visible).body[-1]   # nbgrader reads a value left at the end as a score
+        assert not isinstance(last, ast.Expr), nbgrader(cell)["grade_id"]
 
 
 def _bound(tree: ast.AST) -> set[str]:
