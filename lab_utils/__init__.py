@@ -7,8 +7,10 @@
   :func:`autograd_gradients`) or with finite differences (:func:`check_gradients_numerically`).
 - ``diagnosis``: names the likely mistake behind a wrong gradient.
 - ``mlp``: the autograd reference for Lab 3's tanh MLP (:func:`check_mlp_gradients`).
-- ``plotting``: data, decision boundaries, training curves, growth curves (matplotlib is
-  imported only when a plot is made).
+- ``backward_steps``: Lab 3's backward pass checked step by step, δʸ, ∂ℓ/∂h, δʰ, then the
+  parameters, against autograd's intermediates (:func:`check_backward_steps`).
+- ``plotting``: data, decision boundaries, training curves, step-size sweeps, growth curves
+  (matplotlib is imported only when a plot is made).
 - ``timing``: :func:`time_call` for the labs' timing experiments.
 - ``testing``: :func:`~lab_utils.testing.runs_student_code`, for the labs' own test helpers
   (imported on its own: ``from lab_utils.testing import runs_student_code``).
@@ -19,6 +21,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from .backward_steps import backward_reference, check_backward_steps, compare_backward_steps
 from .checking import (
     GradientReport,
     autograd_gradients,
@@ -35,13 +38,15 @@ from .timing import time_call
 
 __version__ = "1.0.0"
 
-_PLOTTING = ("plot_dataset", "plot_decision_boundary", "plot_training_curves", "plot_growth")
+_PLOTTING = ("plot_dataset", "plot_decision_boundary", "plot_training_curves", "plot_growth",
+             "plot_step_sizes")
 
 __all__ = [
     "GradientReport", "autograd_gradients", "check_gradients", "check_gradients_numerically",
     "compare_gradients", "numerical_gradients", "make_circles", "make_moons", "make_spirals",
     "make_xor", "one_hot", "train_test_split", "describe_device", "get_device", "diagnose",
-    "time_call", "check_mlp_gradients", "mlp_loss", "mlp_reference_gradients", *_PLOTTING,
+    "time_call", "check_mlp_gradients", "mlp_loss", "mlp_reference_gradients",
+    "backward_reference", "check_backward_steps", "compare_backward_steps", *_PLOTTING,
 ]
 
 

@@ -6,11 +6,17 @@ Typical use in a notebook::
     check_gradients(my_grads, reference, batch_size=len(X))              # prints a table
 
 Each tensor must first match the reference exactly in shape, dtype and device (a ``(n,)``
-never passes for ``(n, 1)``: there is no broadcasting), then agree within a tolerance
-(``torch.testing.assert_close`` decides). The table reports the largest absolute error and
-the relative error ``max|g - g_ref| / max|g_ref|``. As a rule of thumb: about 1e-7 or less in
+never passes for ``(n, 1)``: there is no broadcasting), then agree within a tolerance,
+``|g - g_ref| <= atol + rtol |g_ref|`` entry by entry (``torch.testing.assert_close``'s rule,
+without importing it: its first use costs seconds). The table reports the largest absolute
+error and the relative error ``max|g - g_ref| / max|g_ref|``. As a rule of thumb: about 1e-7 or less in
 float64 (1e-5 in float32) means correct; above 1e-2 means a real mistake. Where a failure has a
 recognisable cause (a batch-size factor, a transpose, a sign...) the table says which.
+
+A failed check raises :class:`CheckFailed`, an ``AssertionError`` whose message is the table. In a
+notebook the table is then shown once, as the error, without a traceback through ``lab_utils``
+(IPython shows what ``_render_traceback_`` returns; pytest and IPython also skip frames that set
+``__tracebackhide__``).
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ class GradientReport:
     atol: float | None = None
     title: str = "gradient check"
     extra: list[str] = field(default_factory=list)
+    summary: str | None = None     # one sentence under the title (e.g. the first wrong step)
 
     @property
     def passed(self) -> bool:
@@ -74,8 +81,10 @@ class GradientReport:
 
     def __str__(self) -> str:
         width = max([len("tensor")] + [len(c.name) for c in self.checks])
-        lines = [f"{self.title}: {'PASSED' if self.passed else 'FAILED'}",
-                 f"  {'tensor':<{width}}  {'max |error|':>11}  {'rel. error':>10}  verdict"]
+        lines = [f"{self.title}: {'PASSED' if self.passed else 'FAILED'}"]
+        if self.summary:
+            lines.append(_fill(self.summary, "  ", "    "))
+        lines.append(f"  {'tensor':<{width}}  {'max |error|':>11}  {'rel. error':>10}  verdict")
         for c in self.checks:
             abs_text = "-" if c.max_abs_error is None else f"{c.max_abs_error:.2e}"
             rel_text = "-" if c.rel_error is None else f"{c.rel_error:.2e}"
@@ -83,8 +92,7 @@ class GradientReport:
             lines.append(f"  {c.name:<{width}}  {abs_text:>11}  {rel_text:>10}  {verdict}")
             if c.diagnosis:
                 indent = " " * (width + 29)
-                lines.append(textwrap.fill(f"-> likely: {c.diagnosis}", 100, initial_indent=indent,
-                                           subsequent_indent=indent + "   ", break_on_hyphens=False))
+                lines.append(_fill(f"-> likely: {c.diagnosis}", indent, indent + "   "))
         lines.extend(self.extra)
         if not self.passed:
             lines.append(f"  (relative error ~{GOOD_RELATIVE_ERROR:g} is good, above "
@@ -93,6 +101,34 @@ class GradientReport:
 
     def _repr_pretty_(self, printer, cycle) -> None:  # IPython display
         printer.text(str(self))
+
+
+_KEEP_TOGETHER = (" - ", " = ", " ⊙ ", " + ")
+
+
+def _fill(text: str, first: str, rest: str, width: int = 100) -> str:
+    """Wrap ``text`` at ``width`` columns without breaking a formula such as ``1 - h²``."""
+    for glue in _KEEP_TOGETHER:
+        text = text.replace(glue, glue.replace(" ", "\u00a0"))
+    wrapped = textwrap.fill(text, width, initial_indent=first, subsequent_indent=rest,
+                            break_on_hyphens=False, break_long_words=False)
+    return wrapped.replace("\u00a0", " ")
+
+
+class CheckFailed(AssertionError):
+    """A failed check; the message is the report's table (``report`` holds the report).
+
+    IPython displays it as the table alone, first line in red, with no traceback: the failure
+    is in the code being checked, not in ``lab_utils``.
+    """
+
+    def __init__(self, report: GradientReport):
+        super().__init__("\n" + str(report))
+        self.report = report
+
+    def _render_traceback_(self) -> list[str]:
+        first, *rest = str(self.report).splitlines()
+        return [f"\x1b[1;31m{type(self).__name__}\x1b[0m: {first}", *rest]
 
 
 def _as_dict(name: str, grads: Gradients) -> dict[str, torch.Tensor]:
@@ -153,10 +189,9 @@ def _check_one(name, value, reference, rtol, atol, batch_size, suspects, from_au
         scale = float(reference.abs().max()) if reference.numel() else 0.0
         rel = max_abs / max(scale, torch.finfo(reference.dtype).tiny)
         default_rtol, default_atol = DEFAULT_TOLERANCES.get(reference.dtype, (1e-5, 1e-8))
-        try:
-            torch.testing.assert_close(value, reference, rtol=default_rtol if rtol is None else rtol,
-                                       atol=default_atol if atol is None else atol)
-        except AssertionError:
+        allowed = ((default_atol if atol is None else atol)
+                   + (default_rtol if rtol is None else rtol) * reference.abs())
+        if not bool((difference <= allowed).all()):
             problem = "values differ beyond tolerance"
     if problem is None:
         return TensorCheck(name, True, max_abs, rel)
@@ -169,19 +204,22 @@ def check_gradients(actual: Gradients, expected: Gradients, *, rtol: float | Non
                     atol: float | None = None, batch_size: int | None = None,
                     suspects: Suspects | None = None, from_autograd: bool = False,
                     verbose: bool = True, title: str = "gradient check") -> GradientReport:
-    """Like :func:`compare_gradients`, then print the table (``verbose``) and raise an
-    ``AssertionError`` carrying the same table if any tensor is wrong."""
+    """Like :func:`compare_gradients`, then print the table if it passed (``verbose``), or raise
+    :class:`CheckFailed` (an ``AssertionError``) carrying the table if any tensor is wrong."""
+    __tracebackhide__ = True
     report = compare_gradients(actual, expected, rtol=rtol, atol=atol, batch_size=batch_size,
                                suspects=suspects, from_autograd=from_autograd, title=title)
     return finish_report(report, verbose=verbose)
 
 
 def finish_report(report: GradientReport, *, verbose: bool = True) -> GradientReport:
-    """Print ``report`` (``verbose``) and raise an ``AssertionError`` carrying it if it failed."""
+    """Return ``report`` if it passed, printing it first (``verbose``); raise
+    :class:`CheckFailed` carrying it if it failed (the table is then shown once, as the error)."""
+    __tracebackhide__ = True
+    if not report.passed:
+        raise CheckFailed(report)
     if verbose:
         print(report)
-    if not report.passed:
-        raise AssertionError("\n" + str(report))
     return report
 
 
@@ -210,10 +248,12 @@ def numerical_gradients(loss_fn: Callable[..., torch.Tensor], params: Gradients,
     """Central finite differences ``(L(p + eps) - L(p - eps)) / (2 eps)``, entry by entry, in float64.
 
     Costs two evaluations of ``loss_fn`` per parameter entry: meant for small networks. The
-    result has the structure of ``params`` and is float64 (on the parameters' devices).
+    work is done on the CPU, where every machine has float64 (Apple's MPS has none), so
+    ``loss_fn`` receives float64 CPU tensors and must combine them only with CPU tensors. The
+    result has the structure of ``params`` and is float64, on the CPU.
     """
     inputs = _as_dict("params", params)
-    point = {k: v.detach().to(torch.float64).clone() for k, v in inputs.items()}
+    point = {k: v.detach().to("cpu", torch.float64).clone() for k, v in inputs.items()}
 
     def loss_at(values):
         value = loss_fn(values["gradient"] if isinstance(params, torch.Tensor) else values)
@@ -239,16 +279,19 @@ def numerical_gradients(loss_fn: Callable[..., torch.Tensor], params: Gradients,
 def check_gradients_numerically(actual: Gradients, loss_fn: Callable[..., torch.Tensor],
                                 params: Gradients, *, eps: float = 1e-6, rtol: float = 1e-5,
                                 atol: float = 1e-7, verbose: bool = True) -> GradientReport:
-    """Check ``actual`` against float64 finite differences of ``loss_fn`` at ``params``.
+    """Check ``actual`` against float64 finite differences of ``loss_fn`` at ``params`` (on the
+    CPU, see :func:`numerical_gradients`).
 
-    ``actual`` is cast to float64 for the comparison, so float32 work can be checked too;
-    ``loss_fn`` must accept float64 parameters.
+    ``actual`` is cast to float64 on the CPU for the comparison, so float32 work can be checked
+    too; ``loss_fn`` must accept float64 CPU parameters. Keys of ``actual`` that ``params`` lacks
+    are ignored.
     """
+    __tracebackhide__ = True
     reference = numerical_gradients(loss_fn, params, eps=eps)
     got = _as_dict("actual", actual)
     want = _as_dict("reference", reference)
     require_keys("actual", got, want)
-    cast = {k: got[k].detach().to(torch.float64) if isinstance(got[k], torch.Tensor) else got[k]
-            for k in want}
+    cast = {k: got[k].detach().to("cpu", torch.float64) if isinstance(got[k], torch.Tensor)
+            else got[k] for k in want}
     return check_gradients(cast, want, rtol=rtol, atol=atol, verbose=verbose,
                            title="finite-difference check (float64)")

@@ -40,13 +40,20 @@ def get_device(prefer: str | None = None) -> torch.device:
 
 
 def describe_device(device: torch.device | str | None = None) -> str:
-    """A human-readable name, e.g. ``'cuda (NVIDIA H100 80GB HBM3)'`` or ``'cpu (2 threads)'``."""
+    """The device in a few words, for a sentence such as "This notebook computes on ...":
+    ``'the CPU (1 thread)'``, ``'the GPU cuda:0 (NVIDIA H100 80GB HBM3)'`` or
+    ``'the Apple-silicon GPU (mps)'``. Without an argument, the device :func:`get_device` picks.
+    """
     device = torch.device(device) if device is not None else get_device()
     if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"the GPU cuda:{index} ({torch.cuda.get_device_name(index)})"
     if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
-    return str(device)
+        threads = torch.get_num_threads()
+        return f"the CPU ({threads} thread{'s' if threads != 1 else ''})"
+    if device.type == "mps":
+        return "the Apple-silicon GPU (mps)"
+    return f"the device {device}"
 
 
 def _mps_available() -> bool:

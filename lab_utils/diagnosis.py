@@ -22,6 +22,11 @@ from collections.abc import Mapping
 import torch
 
 
+def _exact(tensor: torch.Tensor) -> torch.Tensor:
+    """A float64 copy on the CPU (every device's numbers fit; Apple's MPS has no float64)."""
+    return tensor.detach().to("cpu", torch.float64)
+
+
 def _tolerance(dtype: torch.dtype) -> float:
     """Relative tolerance for "the same numbers": loose enough for float32/float16 rounding."""
     return max(1e-3, 8 * torch.finfo(dtype).eps) if dtype.is_floating_point else 1e-3
@@ -32,7 +37,7 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
     if a.shape != b.shape:
         return False
     tol = max(_tolerance(a.dtype), _tolerance(b.dtype))
-    a, b = a.to(torch.float64), b.to(torch.float64)
+    a, b = _exact(a), _exact(b)
     scale = float(b.abs().max()) if b.numel() else 0.0
     if scale == 0.0:
         return bool((a == 0).all())
@@ -46,7 +51,7 @@ def scale_factor(value: torch.Tensor, reference: torch.Tensor) -> float | None:
     """
     if value.shape != reference.shape or reference.numel() == 0:
         return None
-    v, r = value.to(torch.float64).flatten(), reference.to(torch.float64).flatten()
+    v, r = _exact(value).flatten(), _exact(reference).flatten()
     norm = float(r @ r)
     if norm == 0.0:
         return None

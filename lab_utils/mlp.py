@@ -149,16 +149,18 @@ def _explain_sign_flips(report: GradientReport, grads: Mapping[str, torch.Tensor
         report[k].diagnosis = text
 
 
-def check_mlp_gradients(grads: Mapping[str, torch.Tensor], params: Mapping[str, torch.Tensor],
-                        X: torch.Tensor, Y: torch.Tensor, *, verbose: bool = True) -> GradientReport:
-    """Check hand-written gradients ``grads`` of the lecture's MLP against autograd.
+def compare_mlp_gradients(grads: Mapping[str, torch.Tensor], params: Mapping[str, torch.Tensor],
+                          X: torch.Tensor, Y: torch.Tensor) -> GradientReport:
+    """Compare hand-written gradients ``grads`` of the lecture's MLP with autograd's and return
+    the report (never raises on a wrong gradient; see :func:`check_mlp_gradients`).
 
-    ``grads`` holds ``Wh`` (nh, nx), ``bh`` (nh, 1), ``Wy`` (ny, nh), ``by`` (ny, 1), averaged
-    over the batch. Prints a per-parameter table (``verbose``) naming the likely mistake of any
-    wrong tensor and raises ``AssertionError`` with the same table if one is wrong.
+    ``grads`` holds at least ``Wh`` (nh, nx), ``bh`` (nh, 1), ``Wy`` (ny, nh), ``by`` (ny, 1),
+    averaged over the batch; other keys are ignored. A wrong tensor is named, with the likely
+    mistake where it is recognisable.
     """
     require_keys("grads", grads, PARAM_NAMES)
     reference = mlp_reference_gradients(params, X, Y)
+
     def compare(suspects=None):
         return compare_gradients({k: grads[k] for k in PARAM_NAMES}, reference, suspects=suspects,
                                  batch_size=X.shape[0], title="backward() against autograd")
@@ -167,4 +169,17 @@ def check_mlp_gradients(grads: Mapping[str, torch.Tensor], params: Mapping[str, 
     if not report.passed:  # only then is it worth computing what each known mistake gives
         report = compare(mlp_mistake_gradients(params, X, Y))
         _explain_sign_flips(report, grads, reference)
-    return finish_report(report, verbose=verbose)
+    return report
+
+
+def check_mlp_gradients(grads: Mapping[str, torch.Tensor], params: Mapping[str, torch.Tensor],
+                        X: torch.Tensor, Y: torch.Tensor, *, verbose: bool = True) -> GradientReport:
+    """Check hand-written gradients ``grads`` of the lecture's MLP against autograd.
+
+    ``grads`` holds ``Wh`` (nh, nx), ``bh`` (nh, 1), ``Wy`` (ny, nh), ``by`` (ny, 1), averaged
+    over the batch. Returns the per-parameter report, printed first (``verbose``), when every
+    tensor is right; otherwise raises :class:`~lab_utils.checking.CheckFailed` (an
+    ``AssertionError``) whose message is the table, naming the likely mistake of each wrong tensor.
+    """
+    __tracebackhide__ = True
+    return finish_report(compare_mlp_gradients(grads, params, X, Y), verbose=verbose)

@@ -90,12 +90,12 @@ def plot_decision_boundary(predict: Callable[[torch.Tensor], torch.Tensor], X: t
     return fig
 
 
-def plot_training_curves(history: Mapping[str, Sequence[float]], *,
+def plot_training_curves(history: Mapping[str, Sequence[float]], *, xlabel: str = "epoch",
                          title: str | None = None) -> Figure:
-    """Loss and accuracy against the step/epoch.
+    """Loss and accuracy against the epoch (or the step: ``xlabel="step"``).
 
-    ``history`` maps series names to equal-length sequences of numbers; names containing
-    ``"loss"`` go in the left panel, those containing ``"acc"`` in the right one, e.g.
+    ``history`` maps series names to sequences of numbers; names containing ``"loss"`` go in the
+    left panel, those containing ``"acc"`` in the right one, e.g.
     ``{"train loss": [...], "test loss": [...], "train acc": [...], "test acc": [...]}``.
     """
     if not isinstance(history, Mapping) or not history:
@@ -115,11 +115,70 @@ def plot_training_curves(history: Mapping[str, Sequence[float]], *,
         for key in panels[panel]:
             values = [float(v) for v in history[key]]
             ax.plot(range(1, len(values) + 1), values, label=key)
-        ax.set(xlabel="epoch", ylabel=panel, title=panel)
+        ax.set(xlabel=xlabel, ylabel=panel, title=panel)
         if panel == "loss":
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_step_sizes(runs: Mapping[float, Sequence[float]], *, steps_per_epoch: int,
+                    title: str | None = None) -> Figure:
+    """A step-size sweep: left, the mean loss of each epoch for each step size; right, the mean
+    loss of the last epoch against the step size (log axes). A run whose loss became infinite
+    or NaN is marked as diverged: an x where its curve stops, and a red x at the top right.
+
+    ``runs`` maps each step size eta to the losses of its steps (one number per step, as many
+    epochs of ``steps_per_epoch`` steps as it ran).
+    """
+    if not isinstance(runs, Mapping) or not runs:
+        raise TypeError(f"runs: expected a non-empty dict of step size -> losses, got {describe(runs)}")
+    require_int("steps_per_epoch", steps_per_epoch, minimum=1)
+    sweep = {}
+    for eta, losses in sorted(runs.items()):
+        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or eta <= 0:
+            raise ValueError(f"runs: expected positive step sizes as keys, got {eta!r}")
+        values = [float(v) for v in losses]
+        if not values:
+            raise ValueError(f"runs[{eta!r}]: expected at least one loss, got none")
+        sweep[float(eta)] = values
+    import math
+
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    plt.close(fig)
+    finals, diverged = {}, []
+    for eta, values in sweep.items():
+        epochs = [values[i:i + steps_per_epoch] for i in range(0, len(values), steps_per_epoch)]
+        means = [math.fsum(e) / len(e) for e in epochs]
+        shown = [m if math.isfinite(m) else float("nan") for m in means]
+        blew_up = not all(math.isfinite(m) for m in means)
+        line, = left.plot(range(1, len(means) + 1), shown, marker="o", markersize=3,
+                          label=f"η = {eta:g}" + (" (diverged)" if blew_up else ""))
+        if not blew_up:
+            finals[eta] = means[-1]
+        else:
+            diverged.append(eta)
+            last = next((i for i, m in enumerate(means) if not math.isfinite(m)), len(means))
+            if last > 0:
+                left.plot(last, means[last - 1], "x", color=line.get_color(), markersize=10)
+    left.set(xlabel="epoch", ylabel="mean batch loss", yscale="log", title="loss per epoch")
+    left.grid(alpha=0.3, which="both")
+    left.legend(fontsize="small", ncols=2)
+    right.plot(list(finals), list(finals.values()), marker="o", color="#1f77b4",
+               label="mean loss, last epoch")
+    if diverged:
+        top = max(finals.values(), default=1.0) * 3
+        right.plot(diverged, [top] * len(diverged), "x", color="#d62728", markersize=10,
+                   label="diverged (inf or nan)")
+    right.set(xlabel="step size η", ylabel="loss", xscale="log", yscale="log",
+              title="after the last epoch")
+    right.grid(alpha=0.3, which="both")
+    right.legend(fontsize="small")
     if title:
         fig.suptitle(title)
     return fig

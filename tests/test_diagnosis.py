@@ -248,9 +248,10 @@ def test_the_table_has_one_line_per_tensor_and_an_indented_likely_line(capsys):
     params, X, Y = make_problem(B=B, seed=5)
     grads = backward(params, X, Y, average=lambda g, B: g)
     text = failure(grads, params, X, Y)
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError) as error:
         L.check_mlp_gradients(grads, params, X, Y)
-    assert capsys.readouterr().out.strip() == text.strip()   # printed table == assertion text
+    assert capsys.readouterr().out == ""       # a failing check shows its table once: as the error
+    assert str(error.value) == text
     lines = text.strip().splitlines()
     assert lines[0] == "backward() against autograd: FAILED"
     rows = [line for line in lines if line.split()[:1] in (["Wh"], ["bh"], ["Wy"], ["by"])]
@@ -402,3 +403,146 @@ def test_a_sign_flip_in_one_output_tensor_is_not_blamed_on_the_output_error():
     text = failure({**grads, "Wy": -grads["Wy"]}, params, X, Y)
     assert likely(text, "Wy").startswith("sign flipped: every entry has the opposite sign")
     assert "y - ŷ" in likely(text, "Wy") and SIGN_OF_OUTPUT_ERROR not in text
+
+
+# --- the backward pass step by step: δʸ, ∂ℓ/∂h, δʰ, then the parameters ------------------------
+
+
+def steps(params, X, Y, *, delta_y=lambda o, Y: o["yhat"] - Y, grad_h=lambda dy, p: dy @ p["Wy"],
+          slope=lambda o: 1 - o["h"] ** 2, scale=1.0):
+    """A backward that returns its steps too, every step replaceable; ``scale`` multiplies the
+    δ's (1/B folded in), the parameter gradients then divide by B only if scale is 1."""
+    out, B = forward(params, X), X.shape[0]
+    dy = delta_y(out, Y) * scale
+    gh = grad_h(dy, params)
+    dh = gh * slope(out)
+    average = B if scale == 1.0 else 1.0
+    return {"delta_y": dy, "grad_h": gh, "delta_h": dh,
+            "Wy": dy.T @ out["h"] / average, "by": dy.sum(0, keepdim=True).T / average,
+            "Wh": dh.T @ X / average, "bh": dh.sum(0, keepdim=True).T / average}
+
+
+def step_failure(grads, params, X, Y):
+    with pytest.raises(AssertionError) as error:
+        L.check_backward_steps(grads, params, X, Y, verbose=False)
+    return error.value.report
+
+
+def test_the_reference_steps_match_the_formulas_written_out():
+    params, X, Y = make_problem(B=6, dtype=torch.float64, seed=12)
+    reference = L.backward_reference(params, X, Y)
+    mine = steps(params, X, Y)
+    for key, value in mine.items():
+        torch.testing.assert_close(reference[key], value)
+    assert list(reference) == ["delta_y", "grad_h", "delta_h", "Wy", "by", "Wh", "bh"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("scale", ["per sample", "1/B folded into delta_y"])
+def test_right_steps_pass_with_one_row_per_step_and_parameter(dtype, scale, capsys):
+    params, X, Y = make_problem(B=B, dtype=dtype, seed=13)
+    grads = steps(params, X, Y, scale=1.0 if scale == "per sample" else 1 / B)
+    report = L.check_backward_steps(grads, params, X, Y)
+    assert report.passed and report.summary is None
+    assert [c.name for c in report.checks] == ["delta_y", "grad_h", "delta_h", "Wy", "by", "Wh",
+                                               "bh"]
+    out = capsys.readouterr().out
+    assert out.startswith("backward() step by step against autograd: PASSED")
+    assert ("already include the 1/B" in out) == (scale != "per sample")
+
+
+STEP_MISTAKES = {
+    # name: (keyword arguments of steps(), first wrong step, the start of its summary)
+    "tanh derivative missing": (dict(slope=lambda o: 1.0), "delta_h",
+                                "∂ℓ/∂h is right but δʰ is wrong: the tanh derivative is missing"),
+    "1 - h": (dict(slope=lambda o: 1 - o["h"]), "delta_h",
+              "∂ℓ/∂h is right but δʰ is wrong: (1 - h) is not the derivative of tanh"),
+    "1 - h tilde squared": (dict(slope=lambda o: 1 - o["h_tilde"] ** 2), "delta_h",
+                            "∂ℓ/∂h is right but δʰ is wrong: the derivative was taken at the "
+                            "pre-activation"),
+    "sigmoid's derivative": (dict(slope=lambda o: o["h"] * (1 - o["h"])), "delta_h",
+                             "∂ℓ/∂h is right but δʰ is wrong: h(1 - h) is the sigmoid's"),
+    "h^2 - 1": (dict(slope=lambda o: o["h"] ** 2 - 1), "delta_h",
+                "∂ℓ/∂h is right but δʰ is wrong: the sign is flipped: h² - 1 instead of 1 - h²"),
+    "y - yhat": (dict(delta_y=lambda o, Y: Y - o["yhat"]), "delta_y",
+                 "δʸ is wrong: the sign is reversed"),
+    "scores": (dict(delta_y=lambda o, Y: o["scores"] - Y), "delta_y",
+               "δʸ is wrong: it uses the scores ỹ instead of the probabilities"),
+    "no - y": (dict(delta_y=lambda o, Y: o["yhat"]), "delta_y",
+               "δʸ is wrong: the '- y' is missing"),
+    "gradient before the softmax": (dict(delta_y=lambda o, Y: -Y / o["yhat"]), "delta_y",
+                                    "δʸ is wrong: this is ∂ℓ/∂ŷ = -y/ŷ"),
+    "dl/dh divided by B": (dict(grad_h=lambda dy, p: dy @ p["Wy"] / B), "grad_h",
+                           f"δʸ is right but ∂ℓ/∂h is wrong: {B}x too small"),
+}
+
+
+@pytest.mark.parametrize("mistake", STEP_MISTAKES)
+def test_the_first_wrong_step_is_named_with_its_likely_mistake(mistake):
+    change, first, summary = STEP_MISTAKES[mistake]
+    params, X, Y = make_problem(B=B, seed=14)
+    report = step_failure(steps(params, X, Y, **change), params, X, Y)
+    assert report.summary.startswith(f"first wrong step: {summary}"), report.summary
+    wrong = [c.name for c in report.checks if not c.passed and c.name in ("delta_y", "grad_h",
+                                                                          "delta_h")]
+    assert wrong[0] == first
+    for later in wrong[1:]:
+        assert report[later].diagnosis.startswith("follows from the wrong"), str(report)
+
+
+def test_a_dl_dh_that_already_holds_the_tanh_derivative_is_named_at_its_own_step():
+    params, X, Y = make_problem(B=B, seed=15)
+    grads = steps(params, X, Y)
+    report = step_failure(dict(grads, grad_h=grads["delta_h"]), params, X, Y)
+    assert report.summary.startswith("first wrong step: δʸ is right but ∂ℓ/∂h is wrong: it "
+                                     "already includes the tanh derivative")
+    assert report["delta_h"].passed
+
+
+def test_a_transposed_product_is_named_when_the_shapes_hide_it():
+    params, X, Y = make_problem(B=B, nh=4, ny=4, seed=16)
+    report = step_failure(steps(params, X, Y, grad_h=lambda dy, p: dy @ p["Wy"].T), params, X, Y)
+    assert "it multiplies δʸ by Wʸᵀ (the shapes fit only because ny = nh)" in report.summary
+
+
+def test_missing_and_misshaped_steps_are_reported_and_the_parameters_still_checked():
+    params, X, Y = make_problem(B=B, seed=17)
+    grads = steps(params, X, Y)
+    report = step_failure({k: v for k, v in grads.items() if k != "delta_y"}, params, X, Y)
+    assert report.summary.startswith("first wrong step: δʸ is missing (add grads['delta_y']")
+    assert all(report[k].passed for k in ("grad_h", "delta_h", "Wh", "bh", "Wy", "by"))
+    report = step_failure(dict(grads, delta_h=grads["delta_h"].T), params, X, Y)
+    assert report["delta_h"].diagnosis.startswith("transposed: shape (5, 8); keep one row per "
+                                                  "sample, shape (8, 5)")
+
+
+def test_right_steps_with_wrong_parameter_gradients_point_at_the_parameters():
+    params, X, Y = make_problem(B=B, seed=18)
+    grads = steps(params, X, Y)
+    report = step_failure(dict(grads, Wh=grads["Wh"] * B, bh=grads["bh"][:, 0]), params, X, Y)
+    assert report.summary.startswith("δʸ, ∂ℓ/∂h and δʰ are right: the mistake is in the "
+                                     "parameter gradients")
+    assert f"{B}x too large, exactly the batch size" in report["Wh"].diagnosis
+    assert "shape (5,) instead of (5, 1)" in report["bh"].diagnosis
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_wrong_steps_get_no_guess(seed):
+    g = torch.Generator().manual_seed(2000 + seed)
+    params, X, Y = make_problem(B=4 + seed % 5, nh=3 + seed % 4, ny=2 + seed % 3, seed=seed)
+    grads = L.backward_reference(params, X, Y)
+    key = ("delta_y", "grad_h", "delta_h")[seed % 3]
+    report = step_failure(dict(grads, **{key: torch.randn(grads[key].shape, generator=g)}),
+                          params, X, Y)
+    assert report[key].diagnosis is None
+    assert "in no recognisable way" in report.summary
+
+
+def test_a_failing_step_check_raises_with_the_summary_first_and_prints_nothing(capsys):
+    params, X, Y = make_problem(B=B, seed=19)
+    with pytest.raises(AssertionError) as error:
+        L.check_backward_steps(steps(params, X, Y, slope=lambda o: 1.0), params, X, Y)
+    lines = str(error.value).strip().splitlines()
+    assert lines[0] == "backward() step by step against autograd: FAILED"
+    assert lines[1].startswith("  first wrong step: ∂ℓ/∂h is right but δʰ is wrong")
+    assert capsys.readouterr().out == ""

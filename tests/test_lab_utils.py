@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -39,8 +40,16 @@ def test_asking_for_missing_cuda_raises_instead_of_falling_back():
         L.get_device("cuda")
 
 
-def test_describe_device_names_the_cpu():
-    assert L.describe_device("cpu").startswith("cpu (")
+def test_describe_device_says_it_in_a_few_friendly_words():
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert L.describe_device("cpu") == "the CPU (1 thread)"
+        torch.set_num_threads(2)
+        assert L.describe_device("cpu") == "the CPU (2 threads)"
+    finally:
+        torch.set_num_threads(threads)
+    assert L.describe_device("mps") == "the Apple-silicon GPU (mps)"
 
 
 # --- data -------------------------------------------------------------------------------
@@ -345,3 +354,186 @@ def test_relative_error_figure_is_scale_free():
     reference = {"W": torch.tensor([[1000.0, -2000.0]], dtype=torch.float64)}
     report = L.compare_gradients({"W": reference["W"] * (1 + 1e-3)}, reference)
     assert math.isclose(report["W"].rel_error, 1e-3, rel_tol=1e-6)
+
+
+def test_training_curves_can_be_drawn_against_steps():
+    fig = L.plot_training_curves({"train loss": [1.0, 0.5, 0.4]}, xlabel="step")
+    assert fig.axes[0].get_xlabel() == "step"
+
+
+def test_a_step_size_sweep_plots_each_run_and_marks_the_diverged_ones():
+    runs = {0.1: [0.7, 0.6, 0.5, 0.45], 1.0: [0.7, 0.3, 0.2, 0.1],
+            10.0: [0.7, 5.0, float("inf"), float("nan")]}
+    fig = L.plot_step_sizes(runs, steps_per_epoch=2, title="sweep")
+    curves, finals = fig.axes
+    assert curves.get_yscale() == "log" and finals.get_xscale() == "log"
+    lines = [line for line in curves.lines if line.get_marker() != "x"]
+    assert [list(line.get_ydata()) for line in lines[:2]] == [pytest.approx([0.65, 0.475]),
+                                                              pytest.approx([0.5, 0.15])]
+    stop, = [line for line in curves.lines if line.get_marker() == "x"]
+    assert list(stop.get_xdata()) == [1] and list(stop.get_ydata()) == [2.85]  # where it ends
+    means, crosses = finals.lines
+    assert list(means.get_xdata()) == [0.1, 1.0]
+    assert list(means.get_ydata()) == pytest.approx([0.475, 0.15])
+    assert list(crosses.get_xdata()) == [10.0]
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: L.plot_step_sizes({}, steps_per_epoch=1), "runs: expected a non-empty dict"),
+    (lambda: L.plot_step_sizes({-1.0: [1.0]}, steps_per_epoch=1), "runs: expected positive step"),
+    (lambda: L.plot_step_sizes({0.1: []}, steps_per_epoch=1), r"runs\[0.1\]: expected at least"),
+    (lambda: L.plot_step_sizes({0.1: [1.0]}, steps_per_epoch=0), "steps_per_epoch: expected an int >= 1"),
+])
+def test_a_step_size_sweep_rejects_bad_input_by_name(call, message):
+    with pytest.raises((TypeError, ValueError), match=message):
+        call()
+
+
+# --- tools for the labs' test cells -----------------------------------------------------------
+
+from lab_utils import testing as T  # noqa: E402
+
+
+def test_replaced_swaps_names_for_a_block_and_puts_everything_back_even_on_error():
+    namespace = {"forward": "student's", "keep": 1}
+    with T.replaced(namespace, forward="reference", extra="new"):
+        assert namespace == {"forward": "reference", "keep": 1, "extra": "new"}
+    assert namespace == {"forward": "student's", "keep": 1}
+    with pytest.raises(ZeroDivisionError), T.replaced(namespace, forward="reference"):
+        raise ZeroDivisionError
+    assert namespace["forward"] == "student's"
+    with pytest.raises(TypeError, match="namespace: expected a dict"):
+        with T.replaced([], forward=None):
+            pass
+
+
+@pytest.mark.parametrize("use_autograd", [
+    lambda w: (w * 2).sum().backward(),                   # saves no tensor on the way
+    lambda w: torch.autograd.grad((w ** 2).sum(), [w]),
+    lambda w: torch.autograd.backward([(w * w).sum()]),
+    lambda w: torch.autograd.functional.jacobian(lambda v: v * v, w.detach()),
+    lambda w: torch.ones(3).requires_grad_(),
+    lambda w: torch.zeros(3, requires_grad=True),
+    lambda w: setattr(torch.ones(3), "requires_grad", True),
+    lambda w: w.grad,
+    lambda w: torch.tanh(w),                              # records a graph, saves its output
+    lambda w: torch.func.grad(lambda v: (v ** 2).sum())(w.detach()),
+])
+def test_without_autograd_makes_any_use_of_autograd_raise(use_autograd):
+    w = torch.ones(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"backward\(\) used autograd|saved tensor hooks"), \
+            T.without_autograd("backward()"):
+        use_autograd(w)
+    (w * 2).sum().backward()                      # and autograd works again afterwards
+    assert w.grad.tolist() == [2.0, 2.0, 2.0]
+
+
+def test_without_autograd_lets_plain_tensor_arithmetic_run():
+    with T.without_autograd("backward()"):
+        x = torch.ones(2, 3)
+        assert float((x @ x.T).sum() * (1 - x ** 2).sum()) == 0.0
+        assert not x.requires_grad
+
+
+@pytest.mark.parametrize("softmax", [
+    lambda s: torch.softmax(s, dim=1), lambda s: torch.nn.functional.softmax(s, dim=1),
+    lambda s: s.softmax(dim=1), lambda s: s.log_softmax(1).exp(),
+    lambda s: torch.nn.Softmax(dim=1)(s), lambda s: torch.special.softmax(s, dim=1),
+    lambda s: torch.nn.functional.cross_entropy(s, torch.tensor([0, 1])),
+])
+def test_without_library_softmax_refuses_every_way_to_the_library_softmax(softmax):
+    with pytest.raises(RuntimeError, match="write the softmax yourself"), \
+            T.without_library_softmax("forward()"):
+        softmax(torch.randn(2, 3))
+
+
+def test_without_library_softmax_lets_a_hand_written_softmax_run():
+    scores = torch.randn(4, 3)
+    with T.without_library_softmax("forward()"):
+        exp = torch.exp(scores - scores.amax(dim=1, keepdim=True))
+        mine = exp / exp.sum(dim=1, keepdim=True)
+    torch.testing.assert_close(mine, torch.softmax(scores, dim=1))
+
+
+@pytest.mark.parametrize("got, expected, text", [
+    (0.6931472, 0.6931488, "expected 0.693149, got 0.693147"),
+    (0.5, 0.25, "expected 0.25, got 0.5"),
+    (torch.tensor(2.0), 2, "expected 2, got 2"),
+    (1.23456789012, 1.23456789013, "expected 1.23456789013, got 1.23456789012"),
+    (float("nan"), 1.0, "expected 1, got nan"),
+])
+def test_describe_mismatch_shows_numbers_that_visibly_differ(got, expected, text):
+    assert T.describe_mismatch(got, expected) == text
+
+
+def test_tensor_mismatch_says_where_and_by_how_much():
+    want = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    assert T.tensor_mismatch(want + 1e-7, want, rtol=1e-5, atol=1e-6) is None
+    got = want.clone()
+    got[1, 0] = 3.5
+    text = T.tensor_mismatch(got, want, rtol=1e-5, atol=1e-6)
+    assert text.startswith("1 of 4 entries differ; the largest difference is 0.5 at index (1, 0)")
+    assert "expected 3, got 3.5" in text and "allowed: 1e-06 + 1e-05 * |expected|" in text
+    with_nan = want.clone()
+    with_nan[0, 1] = float("nan")
+    assert T.tensor_mismatch(with_nan, want, rtol=1, atol=1).startswith("1 of 4 entries differ")
+    with pytest.raises(ValueError, match=r"got: expected shape \(2, 2\), got \(4,\)"):
+        T.tensor_mismatch(want.reshape(-1), want, rtol=0, atol=0)
+
+
+def test_a_failed_check_shows_its_table_once_and_no_library_frames(capsys):
+    reference = {"W": torch.ones(3, 2)}
+    with pytest.raises(AssertionError) as error:
+        L.check_gradients({"W": 2 * torch.ones(3, 2)}, reference)
+    assert capsys.readouterr().out == ""                       # not printed, and raised once
+    assert isinstance(error.value, L.checking.CheckFailed)
+    shown = error.value._render_traceback_()                  # what IPython displays
+    assert "gradient check: FAILED" in shown[0] and "CheckFailed" in shown[0]
+    assert "\n".join(shown[1:]) == str(error.value).strip().split("\n", 1)[1]
+    assert not any("File " in line or "lab_utils" in line for line in shown)
+    L.check_gradients(reference, reference)                   # a passing check prints once
+    assert capsys.readouterr().out.count("gradient check: PASSED") == 1
+
+
+@pytest.mark.slow
+def test_in_a_notebook_a_failing_check_is_its_table_alone(tmp_path):
+    """In a real kernel, a check-it-yourself cell that fails shows the report once, as the error,
+    with the FAILED status and no traceback through lab_utils."""
+    from nbclient import NotebookClient
+
+    from instructor.authoring import code, notebook
+
+    nb = notebook([code("import torch, lab_utils\n"
+                        "lab_utils.check_gradients({'W': 2 * torch.ones(3, 2)}, "
+                        "{'W': torch.ones(3, 2)})")])
+    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = nb.cells[0].outputs
+    errors = [o for o in outputs if o.output_type == "error"]
+    assert [o.output_type for o in outputs] == ["error"], outputs   # nothing printed besides
+    traceback = "\n".join(errors[0].traceback)
+    assert traceback.count("gradient check: FAILED") == 1 and "WRONG" in traceback
+    assert "lab_utils/" not in traceback and "File " not in traceback
+    assert errors[0].ename == "CheckFailed"
+
+
+def test_finite_differences_and_diagnoses_work_for_tensors_on_a_device_without_float64():
+    """On Apple's MPS float64 does not exist: the finite differences run on the CPU, and the
+    diagnosis of a wrong gradient compares on the CPU too (a simulated MPS device here)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from simulated_device import SimulatedDevice
+
+    with SimulatedDevice("mps"):
+        mps = torch.device("mps")
+        X, y = L.make_moons(12, noise=0.1, random_state=0, device=mps)
+        Y = L.one_hot(y, 2)
+        params = {"Wh": (torch.randn(3, 2) * 0.5).to(mps), "bh": torch.zeros(3, 1, device=mps),
+                  "Wy": (torch.randn(2, 3) * 0.5).to(mps), "by": torch.zeros(2, 1, device=mps)}
+        grads = L.mlp_reference_gradients(params, X, Y)
+        X64, Y64 = X.cpu().double(), Y.cpu().double()
+        report = L.check_gradients_numerically(grads, lambda p: L.mlp_loss(p, X64, Y64), params,
+                                               rtol=1e-4, atol=1e-6, verbose=False)
+        assert report.passed
+        wrong = dict(grads, Wy=grads["Wy"] * 12)
+        report = L.mlp.compare_mlp_gradients(wrong, params, X, Y)
+        assert "12x too large, exactly the batch size" in report["Wy"].diagnosis
