@@ -86,6 +86,10 @@ class Stub:
         self.__name__ = self.__qualname__ = name  # as the kernel's recorded wrapper is named
 
     def __call__(self, *args, **kwargs):
+        with torch._C.DisableTorchFunction():  # the test's own torch function modes see nothing
+            return self._answer(args, kwargs)
+
+    def _answer(self, args: tuple, kwargs: dict):
         entry = self.records.next(self.name)
         self.called.add(self.name)
         different = first_difference(entry.get("args"), fingerprint((args, kwargs)))

@@ -26,6 +26,7 @@ MARK = "__runs_student_code__"
 
 _save = torch.save
 _get_rng_state = torch.get_rng_state
+_bookkeeping = torch._C.DisableTorchFunction  # no torch function mode sees what we read
 _state: dict = {"test": None, "count": 0, "depth": 0, "ns": None, "originals": {}, "wrappers": {}}
 
 
@@ -77,23 +78,26 @@ class _Recorded:
         function, name = self._function, self._name
         if _state["test"] is None or _state["depth"]:
             return function(*args, **kwargs)
-        entry = {"name": name, "args": fingerprint((args, kwargs))}
-        before = _identities(args, kwargs)
-        rng_before = _get_rng_state()
+        with _bookkeeping():  # a test's own torch function modes must not see the recorder
+            entry = {"name": name, "args": fingerprint((args, kwargs))}
+            before = _identities(args, kwargs)
+            rng_before = _get_rng_state()
         _swap(to_originals=True)
         _state["depth"] += 1
         try:
             result = function(*args, **kwargs)
         except BaseException as error:
-            entry["raised"] = _describe_error(error)
-            _finish(entry, args, kwargs, before, rng_before)
+            with _bookkeeping():
+                entry["raised"] = _describe_error(error)
+                _finish(entry, args, kwargs, before, rng_before)
             raise
         finally:
             _state["depth"] -= 1
             if _state["test"] is not None:
                 _swap(to_originals=False)
-        entry["result"] = encode(result)
-        _finish(entry, args, kwargs, before, rng_before)
+        with _bookkeeping():
+            entry["result"] = encode(result)
+            _finish(entry, args, kwargs, before, rng_before)
         return result
 
 
