@@ -10,6 +10,10 @@
 - ``plotting``: data, decision boundaries, training curves, growth curves (matplotlib is
   imported only when a plot is made).
 - ``timing``: :func:`time_call` for the labs' timing experiments.
+- ``engine_check``, ``engine_probes``, ``engine_diagnosis``: Lab 4's checks of a scalar autodiff
+  engine (:func:`check_local_rules`, :func:`check_topological_order`, :func:`check_backward`),
+  the probes they run and the bugs they name.
+- ``graph_drawing``: :func:`draw_graph`, a small computational graph with values and gradients.
 - ``testing``: :func:`~lab_utils.testing.runs_student_code`, for the labs' own test helpers
   (imported on its own: ``from lab_utils.testing import runs_student_code``).
 """
@@ -30,6 +34,8 @@ from .checking import (
 from .data import make_circles, make_moons, make_spirals, make_xor, one_hot, train_test_split
 from .device import describe_device, get_device
 from .diagnosis import diagnose
+from .engine_check import check_backward, check_local_rules, check_topological_order
+from .graph_drawing import draw_graph
 from .mlp import check_mlp_gradients, mlp_loss, mlp_reference_gradients
 from .timing import time_call
 
@@ -42,6 +48,7 @@ __all__ = [
     "compare_gradients", "numerical_gradients", "make_circles", "make_moons", "make_spirals",
     "make_xor", "one_hot", "train_test_split", "describe_device", "get_device", "diagnose",
     "time_call", "check_mlp_gradients", "mlp_loss", "mlp_reference_gradients", *_PLOTTING,
+    "check_local_rules", "check_topological_order", "check_backward", "draw_graph",
 ]
 
 
