@@ -10,9 +10,10 @@
 - ``plotting``: data, decision boundaries, training curves, growth curves (matplotlib is
   imported only when a plot is made).
 - ``timing``: :func:`time_call` for the labs' timing experiments.
-- ``engine_check``, ``engine_probes``, ``engine_diagnosis``: Lab 4's checks of a scalar autodiff
-  engine (:func:`check_local_rules`, :func:`check_topological_order`, :func:`check_backward`),
-  the probes they run and the bugs they name.
+- ``engine_check``, ``engine_graphs``, ``engine_probes``, ``engine_diagnosis``: Lab 4's checks
+  of a scalar autodiff engine (:func:`check_local_rules`, :func:`check_topological_order`,
+  :func:`check_backward`), the graphs and references they use, the probes they run and the bugs
+  they name.
 - ``graph_drawing``: :func:`draw_graph`, a small computational graph with values and gradients.
 - ``testing``: :func:`~lab_utils.testing.runs_student_code`, for the labs' own test helpers
   (imported on its own: ``from lab_utils.testing import runs_student_code``).

@@ -1,9 +1,11 @@
 """Check a scalar autodiff engine (Lab 4) against torch autograd and name what is wrong.
 
 ``compare_*`` take what a probe of :mod:`lab_utils.engine_probes` returned (plain data), compute
-the reference with torch autograd in float64, and return ``None`` when the engine is right or a
-:class:`Problem`: what is wrong and, when recognisable, the likely bug with its fix (from
-:mod:`lab_utils.engine_diagnosis`). They never raise on a wrong engine.
+the reference with torch autograd in float64 (:mod:`lab_utils.engine_graphs`), and return
+``None`` when the engine is right or a :class:`Problem`: what is wrong and, when recognisable,
+the likely bug with its fix (from :mod:`lab_utils.engine_diagnosis`). They never raise on a
+wrong engine. ``str(problem)`` keeps every line within :data:`WIDTH` characters, so that
+nbgrader's Validate, which cuts longer lines, shows the whole sentence.
 
 ``check_*`` run the probes on an engine, print one line per probe and raise ``AssertionError``
 with the same table when one is wrong. Typical use in a notebook::
@@ -23,9 +25,10 @@ from typing import Any
 import torch
 
 from . import engine_diagnosis as diagnosis
+from . import engine_graphs as graphs
 from . import engine_probes as probes
 from ._validate import describe
-from .engine_probes import Expression
+from .engine_graphs import Expression
 
 #: (op, exponent, points) probed by :func:`check_local_rules`; the tests use other points.
 RULE_PROBES = [("+", None, [(1.5, -0.4), (-2.0, 0.25)]), ("-", None, [(1.5, -0.4), (-2.0, 0.25)]),
@@ -37,6 +40,18 @@ ORDER_PROBES = [("a*a",), ("skip",), ("diamond",), ("neuron",), ("ladder", 4), (
 SWEEP_PROBES = [("a*a",), ("a+a",), ("skip",), ("diamond",), ("neuron",), ("ladder", 4),
                 ("chain", 3000)]
 OWN_RULE_PROBES = [("neuron",), ("all ops",)]
+WIDTH = 80  # nbgrader's Validate indents an error by 4 and cuts its lines at 87 characters
+
+
+def wrap(text: str, width: int = WIDTH) -> str:
+    """``text`` with every line longer than ``width`` wrapped, keeping its indentation."""
+    lines = []
+    for line in text.splitlines():
+        indent = line[:len(line) - len(line.lstrip())]
+        lines.append(line if len(line) <= width else textwrap.fill(
+            line, width, subsequent_indent=indent + "   ", break_long_words=False,
+            break_on_hyphens=False))
+    return "\n".join(lines)
 
 
 @dataclass
@@ -47,7 +62,9 @@ class Problem:
     likely: str | None = None
 
     def __str__(self) -> str:
-        return self.what + (f"\n-> likely: {self.likely}" if self.likely else "")
+        """On lines of its own (an assertion message starts after "AssertionError: ")."""
+        likely = f"\n-> likely: {self.likely}" if self.likely else ""
+        return "\n" + wrap(self.what + likely)
 
 
 def _numbers(values: Sequence[float]) -> str:
@@ -74,7 +91,7 @@ def compare_local_rule(op: str, points: Sequence[Sequence[float]],
                        got: Sequence[Sequence[float]], exponent: float | None = None
                        ) -> Problem | None:
     """``got[k]``: the local derivatives an engine's rule for ``op`` returned at ``points[k]``."""
-    expected = probes.local_rule_reference(op, points, exponent)
+    expected = graphs.local_rule_reference(op, points, exponent)
     name = diagnosis.rule_name(op, exponent)
     for point, g, e in zip(points, got, expected):
         if len(g) != len(e) or not all(diagnosis.close(x, y) for x, y in zip(g, e)):
@@ -86,15 +103,15 @@ def compare_local_rule(op: str, points: Sequence[Sequence[float]],
 
 
 def _expression(expression: Expression | str, args: tuple) -> Expression:
-    return expression if isinstance(expression, Expression) else probes.expression(expression,
+    return expression if isinstance(expression, Expression) else graphs.expression(expression,
                                                                                   *args)
 
 
 def compare_order(result: dict[str, Any], expression: Expression | str, *args: int
                   ) -> Problem | None:
     """``result``: what :func:`~lab_utils.engine_probes.run_topological_order` returned for
-    ``expression`` (an :class:`~lab_utils.engine_probes.Expression`, or a name and its
-    arguments for :func:`~lab_utils.engine_probes.expression`)."""
+    ``expression`` (an :class:`~lab_utils.engine_graphs.Expression`, or a name and its
+    arguments for :func:`~lab_utils.engine_graphs.expression`)."""
     expr = _expression(expression, args)
     failed = _failed_run("topological_order", result, expr)
     if failed:
@@ -118,7 +135,7 @@ def compare_backward(result: dict[str, Any], expression: Expression | str, *args
     failed = _failed_run("backward", result, expr)
     if failed:
         return failed
-    ref = probes.reference(expr)
+    ref = graphs.reference(expr)
     local = result.get("local", ref["local"])
     for step in expr.steps if "local" in result else ():
         point = [ref["values"][p] for p in step.parents]
@@ -286,7 +303,7 @@ def check_topological_order(value_class: type, topological_order: Callable, *,
     _check_callable("topological_order", topological_order)
     report = EngineReport("topological_order")
     for args in ORDER_PROBES:
-        expr = probes.expression(*args)
+        expr = graphs.expression(*args)
         _row(report, expr.label, lambda expr=expr: compare_order(
             probes.run_topological_order(value_class, topological_order, expr), expr))
     return _finish(report, verbose)
@@ -300,7 +317,7 @@ def check_backward(value_class: type, backward: Callable, *,
     _check_callable("backward", backward)
     report = EngineReport("backward against autograd")
     for args, own in [(a, False) for a in SWEEP_PROBES] + [(a, True) for a in OWN_RULE_PROBES]:
-        expr = probes.expression(*args)
+        expr = graphs.expression(*args)
         label = f"{expr.label}{' (your rules)' if own else ''}"
         _row(report, label, lambda expr=expr, own=own: _sweep_problem(
             probes.run_backward(value_class, backward, expr, own_rules=own), expr))

@@ -21,11 +21,12 @@ import torch
 from engine_catalogue import LAB, TEST_CELLS, Engine, buggy_engines, correct_engines
 
 import lab_utils
-from lab_utils import engine_check, engine_diagnosis, engine_probes
-from labs import solution_path
+from lab_utils import engine_check, engine_diagnosis, engine_graphs, engine_probes
+from labs import nbgrader, solution_path
 
 CORRECT = correct_engines()
 BUGGY = buggy_engines()
+VALIDATE_WIDTH = 83  # nbgrader's Validate indents error lines by 4 and cuts them at 87
 
 
 def _ids(engines: list[Engine]) -> list[str]:
@@ -49,8 +50,8 @@ def run_checks(engine: Engine) -> str:
             said.append(str(error))
     for sizes in [(2, 4, 2, 3, 0), (3, 5, 4, 6, 1)]:
         result = engine_probes.run_mlp(Value, backward, scope["mlp_loss"],
-                                       *engine_probes.random_mlp(*sizes))
-        said.append(str(engine_check.compare_mlp(result, *engine_probes.random_mlp(*sizes))
+                                       *engine_graphs.random_mlp(*sizes))
+        said.append(str(engine_check.compare_mlp(result, *engine_graphs.random_mlp(*sizes))
                         or ""))
     data, grads = [0.5, -1.25], [0.2, -0.4]
     said.append(str(engine_check.compare_sgd_step(
@@ -165,8 +166,41 @@ def test_each_bug_fails_its_test_cells_with_its_diagnosis_and_no_others(engine):
         assert said is not None, f"{engine.name}: {grade_id} passed, it should fail"
         assert fragment in " ".join(said.split()), (
             f"{engine.name}: {grade_id} failed without naming the bug ({fragment!r}):\n{said}")
+        too_long = [line for line in said.splitlines() if len(line) > VALIDATE_WIDTH]
+        assert not too_long, f"{engine.name}: {grade_id}: Validate would cut {too_long}"
     wrongly = {k: verdicts[k] for k in engine.passes if verdicts[k] is not None}
     assert not wrongly, f"{engine.name}: tests of untouched parts failed: {wrongly}"
+
+
+def _validate(engine: Engine, folder) -> str:
+    """nbgrader validate's report on the solution notebook with ``engine``'s answers."""
+    nb = nbformat.read(solution_path(LAB), as_version=4)
+    answers = engine.answers()
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if cell.cell_type == "code" and grade_id in answers:
+            cell.source = answers[grade_id]
+    path = folder / f"{LAB}.ipynb"
+    nbformat.write(nb, path)
+    result = nbgrader("validate", str(path), cwd=folder, check=False)
+    return result.stdout + result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", CORRECT[1:], ids=_ids(CORRECT[1:]))
+def test_correct_engines_in_other_styles_pass_nbgrader_validate(engine, tmp_path):
+    """The whole notebook (hidden tests included) with another correct engine validates."""
+    report = _validate(engine, tmp_path)
+    assert "Success! Your notebook passes all the tests." in report, report[-4000:]
+
+
+@pytest.mark.slow
+def test_nbgrader_validate_shows_the_diagnosis_of_a_buggy_engine(tmp_path):
+    """What a student who overwrites gradients sees when pressing Validate."""
+    engine = next(e for e in BUGGY if e.name == "gradient overwritten")
+    report = " ".join(_validate(engine, tmp_path).split())
+    assert "VALIDATION FAILED" in report, report[-4000:]
+    assert "overwritten instead of accumulated; add each contribution" in report, report[-4000:]
 
 
 # ------------------------------------------------------------------ pure diagnoses
@@ -241,9 +275,9 @@ def test_training_steps_are_diagnosed():
 
 
 def test_reference_gradients_match_arithmetic():
-    ref = engine_probes.reference(engine_probes.expression("a*a"))
+    ref = engine_graphs.reference(engine_graphs.expression("a*a"))
     assert ref["grads"]["a"] == pytest.approx(-3.0) and ref["local"]["out"] == [-1.5, -1.5]
-    ref = engine_probes.reference(engine_probes.expression("all ops"))
+    ref = engine_graphs.reference(engine_graphs.expression("all ops"))
     a, b, c = 1.3, 0.4, -0.7
     q = a / b - c
     assert ref["values"]["out"] == pytest.approx(math.log(q ** 3) * math.exp(math.tanh(c)) + a)
@@ -255,26 +289,26 @@ def test_reference_gradients_match_arithmetic():
 
 
 def test_random_expressions_are_reproducible_valid_and_use_every_operation():
-    first = engine_probes.random_expression(200, 5)
-    assert first == engine_probes.random_expression(200, 5)
-    assert first != engine_probes.random_expression(200, 6)
-    assert {step.op for step in first.steps} == set(engine_probes.OPS)
-    values = engine_probes.reference(first)["values"]
+    first = engine_graphs.random_expression(200, 5)
+    assert first == engine_graphs.random_expression(200, 5)
+    assert first != engine_graphs.random_expression(200, 6)
+    assert {step.op for step in first.steps} == set(engine_graphs.OPS)
+    values = engine_graphs.reference(first)["values"]
     assert all(math.isfinite(v) for v in values.values())
 
 
 def test_probe_arguments_are_checked_by_name():
     with pytest.raises(ValueError, match="name: expected one of"):
-        engine_probes.expression("no such graph")
+        engine_graphs.expression("no such graph")
     with pytest.raises(TypeError, match="value_class: expected the Value class, got int 3"):
         engine_probes.run_local_rule(3, "+", [(1.0, 2.0)])
     with pytest.raises(ValueError, match=r"op: expected one of \('\+'"):
         engine_probes.run_local_rule(int, "%", [(1.0, 2.0)])
     with pytest.raises(ValueError, match="length: expected an int >= 1, got 0"):
-        engine_probes.chain(0)
+        engine_graphs.chain(0)
     with pytest.raises(ValueError, match="every node must lead to the root"):
-        engine_probes.Expression((("a", 1.0), ("b", 2.0)),
-                                 (engine_probes.Step("out", "tanh", ("a",)),))
+        engine_graphs.Expression((("a", 1.0), ("b", 2.0)),
+                                 (engine_graphs.Step("out", "tanh", ("a",)),))
     with pytest.raises(TypeError, match="backward: expected a function"):
         engine_check.check_backward(int, "backward", verbose=False)
 
@@ -307,7 +341,7 @@ def test_count_graph_counts_edges_paths_and_path_lengths():
     a = Value(2.0)
     assert engine_probes.count_graph(a * a, [a]) == {
         "nodes": 2, "edges": 2, "paths": 2, "path-sum multiplications": 2}
-    nodes = engine_probes._build(Value, engine_probes.ladder(5), "own")
+    nodes = engine_probes._build(Value, engine_graphs.ladder(5), "own")
     counts = engine_probes.count_graph(nodes["out"], [nodes["p0"], nodes["q0"]])
     assert counts["paths"] == 2 * 2 ** 5 and counts["edges"] == 5 * 5 + 2
     work = engine_probes.count_rule_evaluations(scope["backward"], nodes["out"])
@@ -319,7 +353,7 @@ def test_count_graph_counts_edges_paths_and_path_lengths():
 
 def test_mlp_values_and_tensors_round_trip_lab_3s_shapes():
     scope = correct_engines()[0].namespace()
-    params, _, _ = engine_probes.random_mlp(3, 5, 4, 2, 0)
+    params, _, _ = engine_graphs.random_mlp(3, 5, 4, 2, 0)
     values = engine_probes.mlp_values(scope["Value"], params)
     assert len(values["Wh"]) == 5 and len(values["Wh"][0]) == 3 and len(values["by"]) == 4
     back = engine_probes.mlp_tensors(values)
@@ -357,7 +391,7 @@ def test_draw_graph_rejects_what_it_cannot_draw():
     Value = scope["Value"]
     with pytest.raises(TypeError, match="root: expected a Value"):
         lab_utils.draw_graph(3.0)
-    deep = engine_probes._build(Value, engine_probes.chain(60), "own")["x60"]
+    deep = engine_probes._build(Value, engine_graphs.chain(60), "own")["x60"]
     with pytest.raises(ValueError, match="root: expected a graph of at most 40 nodes"):
         lab_utils.draw_graph(deep)
     with pytest.raises(TypeError, match="names: expected a dict label -> node"):
