@@ -249,8 +249,11 @@ def run_sgd_step(value_class: type, sgd_step: Callable, data: Sequence[float],
     ``{"data": [...], "grads": [...]}`` afterwards."""
     check_value_class(value_class)
     require_number("eta", eta)
+    if len(grads) != len(data):
+        raise ValueError(f"grads: expected {len(data)} numbers, one per entry of data, got "
+                         f"{len(grads)}")
     parameters = []
-    for d, g in zip(data, grads, strict=True):
+    for d, g in zip(data, grads):
         parameter = value_class(d)
         parameter.grad = float(g)
         parameters.append(parameter)

@@ -311,6 +311,11 @@ def test_probe_arguments_are_checked_by_name():
                                  (engine_graphs.Step("out", "tanh", ("a",)),))
     with pytest.raises(TypeError, match="backward: expected a function"):
         engine_check.check_backward(int, "backward", verbose=False)
+    Value = correct_engines()[0].namespace()["Value"]
+    with pytest.raises(ValueError, match="grads: expected 2 numbers, one per entry of data, got 1"):
+        engine_probes.run_sgd_step(Value, lambda parameters, eta: None, [1.0, 2.0], [0.5], 0.1)
+    with pytest.raises(TypeError, match="eta: expected a number, got str '0.1'"):
+        engine_probes.run_sgd_step(Value, lambda parameters, eta: None, [1.0], [0.5], "0.1")
 
 
 def test_a_recursion_guard_lets_loops_pass_and_stops_recursion_and_runaway_work():
