@@ -12,6 +12,11 @@
 - ``plotting``: data, decision boundaries, training curves, step-size sweeps, growth curves
   (matplotlib is imported only when a plot is made).
 - ``timing``: :func:`time_call` for the labs' timing experiments.
+- ``engine_check``, ``engine_graphs``, ``engine_probes``, ``engine_diagnosis``: Lab 4's checks
+  of a scalar autodiff engine (:func:`check_local_rules`, :func:`check_topological_order`,
+  :func:`check_backward`), the graphs and references they use, the probes they run and the bugs
+  they name.
+- ``graph_drawing``: :func:`draw_graph`, a small computational graph with values and gradients.
 - ``testing``: :func:`~lab_utils.testing.runs_student_code`, for the labs' own test helpers
   (imported on its own: ``from lab_utils.testing import runs_student_code``).
 """
@@ -33,6 +38,8 @@ from .checking import (
 from .data import make_circles, make_moons, make_spirals, make_xor, one_hot, train_test_split
 from .device import describe_device, get_device
 from .diagnosis import diagnose
+from .engine_check import check_backward, check_local_rules, check_topological_order
+from .graph_drawing import draw_graph
 from .mlp import check_mlp_gradients, mlp_loss, mlp_reference_gradients
 from .timing import time_call
 
@@ -47,6 +54,7 @@ __all__ = [
     "make_xor", "one_hot", "train_test_split", "describe_device", "get_device", "diagnose",
     "time_call", "check_mlp_gradients", "mlp_loss", "mlp_reference_gradients",
     "backward_reference", "check_backward_steps", "compare_backward_steps", *_PLOTTING,
+    "check_local_rules", "check_topological_order", "check_backward", "draw_graph",
 ]
 
 
