@@ -2,20 +2,31 @@
 point, a blank one none, a partial one some; the grader's own re-run of every test cell agrees
 with the kernel's on all of them, and honest work carries no flag and breaks no rule; on the
 first lab, parallel grading gives exactly the grades plain serial ``nbgrader autograde`` gives
-on the same submissions."""
+on the same submissions. On Lab 3, correct ``backward``s in other styles earn every point with
+no flag, and ``backward``s that get their gradients from autograd where the kernel's guards do
+not look (another thread, an executor) pass in the kernel but earn none of ``backward``'s points,
+with the construct and its line named."""
 
 from __future__ import annotations
 
 import shutil
 
 import pytest
-from submission_factory import gradebook_rows, read_release, read_source, standard_set, submit
+from submission_factory import (
+    filled,
+    gradebook_rows,
+    read_release,
+    read_source,
+    standard_set,
+    submit,
+    with_solution,
+)
 
 from instructor.__main__ import main as kit
 from instructor.course import Course
 from instructor.grading.outcome import load_results
 from instructor.words import describe
-from labs import discover_labs, make_course, nbgrader, solution_path
+from labs import SOLUTIONS, discover_labs, make_course, nbgrader
 
 pytestmark = pytest.mark.slow
 LABS = discover_labs()
@@ -31,13 +42,74 @@ def autograded_points(source_nb) -> float:
 def course(tmp_path_factory):
     if not LABS:
         pytest.skip("no lab under solutions/ yet")
-    root = make_course(tmp_path_factory.mktemp("labs"), {lab: solution_path(lab) for lab in LABS})
+    root = make_course(tmp_path_factory.mktemp("labs"), {lab: SOLUTIONS / lab for lab in LABS})
     for lab in LABS:
         nbgrader("generate_assignment", lab, "--force", "--db", f"sqlite:///{root / 'r.db'}", cwd=root)
-        for student, nb in standard_set(read_release(root, lab), read_source(root, lab)).items():
+        release, source = read_release(root, lab), read_source(root, lab)
+        for student, nb in standard_set(release, source).items():
             submit(root, lab, student, nb)
+        if lab == LAB3:
+            for student, code in {**LAB3_STYLES, **LAB3_AUTOGRAD_ELSEWHERE}.items():
+                submit(root, lab, student, with_solution(filled(release, source), code, "backward"))
         assert kit(["grade", lab, "--course-dir", str(root), "--workers", "2", "--quiet"]) == 0
     return root
+
+
+LAB3 = "lab3_backprop_mlp"
+LAB3_STYLES = {
+    "backward_per_sample": """
+def backward(params, outputs, Y):
+    rows = {"delta_y": [], "grad_h": [], "delta_h": []}
+    totals = {k: torch.zeros_like(v) for k, v in params.items()}
+    for x, h, yhat, y in zip(outputs["X"], outputs["h"], outputs["yhat"], Y):
+        dy = (yhat - y)[:, None]                      # no autograd here: by hand
+        gh = params["Wy"].T @ dy
+        dh = gh * (1 - h[:, None] ** 2)
+        for k, g in (("Wy", dy @ h[None, :]), ("by", dy), ("Wh", dh @ x[None, :]), ("bh", dh)):
+            totals[k] += g
+        for k, v in (("delta_y", dy), ("grad_h", gh), ("delta_h", dh)):
+            rows[k].append(v[:, 0])
+    grads = {k: v / len(Y) for k, v in totals.items()}
+    return grads | {k: torch.stack(v) for k, v in rows.items()}
+""",
+    "backward_einsum": """
+def _outer_mean(a, b):
+    \"\"\"Batch mean of the outer products a_k b_k^T (a helper of my own).\"\"\"
+    return torch.einsum("bi,bj->ij", a, b) / a.shape[0]
+
+
+def backward(params, outputs, Y):
+    dy = outputs["yhat"] - Y
+    with torch.no_grad():
+        gh = torch.einsum("bj,ji->bi", dy, params["Wy"])
+        dh = gh * (1 - outputs["h"] * outputs["h"])
+    return {"delta_y": dy, "grad_h": gh, "delta_h": dh,
+            "Wy": _outer_mean(dy, outputs["h"]), "by": dy.mean(0).reshape(-1, 1),
+            "Wh": _outer_mean(dh, outputs["X"]), "bh": dh.mean(0)[:, None]}
+""",
+}
+LAB3_AUTOGRAD_ELSEWHERE = {
+    "backward_autograd_in_a_thread": """
+import threading
+
+
+def backward(params, outputs, Y):
+    box = {}
+    worker = threading.Thread(
+        target=lambda: box.update(lab_utils.backward_reference(params, outputs["X"], Y)))
+    worker.start()
+    worker.join()
+    return box
+""",
+    "backward_autograd_in_an_executor": """
+from concurrent.futures import ThreadPoolExecutor
+
+
+def backward(params, outputs, Y):
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lab_utils.backward_reference, params, outputs["X"], Y).result()
+""",
+}
 
 
 @pytest.mark.parametrize("lab", LABS)
@@ -49,6 +121,8 @@ def test_correct_blank_partial(course, lab):
     full = autograded_points(read_source(course, lab))
     assert full > 0
     assert total["correct"] == pytest.approx(full), total
+    for style in (LAB3_STYLES if lab == LAB3 else ()):
+        assert total[style] == pytest.approx(full), (style, total)
     assert total["blank"] == 0.0, total
     assert 0.0 < total["partial"] < full, total
 
@@ -59,8 +133,10 @@ def test_the_grader_agrees_with_the_kernel_and_flags_no_honest_work(course, lab)
     correct, the blank and the partial submission alike; none of them is flagged or breaks a
     rule (an instructor who sees flags on honest work learns to ignore them)."""
     results = load_results(Course.open(course).grading, lab)
-    assert sorted(results) == ["blank", "correct", "partial"]
+    assert {"blank", "correct", "partial"} <= set(results)
     for student, outcome in results.items():
+        if student in LAB3_AUTOGRAD_ELSEWHERE:
+            continue
         found = [describe(f) for f in outcome.flags + outcome.violations]
         assert not found, (lab, student, found)
         assert outcome.status.value == "graded" and not outcome.problems, (lab, student)
@@ -68,9 +144,32 @@ def test_the_grader_agrees_with_the_kernel_and_flags_no_honest_work(course, lab)
 
 def test_parallel_equals_serial_nbgrader_on_a_lab(course, tmp_path):
     lab = LABS[0]
-    serial = make_course(tmp_path / "serial", {lab: solution_path(lab)})
+    serial = make_course(tmp_path / "serial", {lab: SOLUTIONS / lab})
     nbgrader("generate_assignment", lab, "--force", cwd=serial)
     for student in ("correct", "blank", "partial"):
         shutil.copytree(course / "submitted" / student / lab, serial / "submitted" / student / lab)
     nbgrader("autograde", lab, "--force", cwd=serial, timeout=1200)
     assert gradebook_rows(course / "gradebook.db", lab) == gradebook_rows(serial / "gradebook.db", lab)
+
+
+def test_lab3_backward_from_autograd_elsewhere_earns_none_of_its_points(course):
+    """The kernel's guards are thread-local: in another thread autograd runs, and the kernel's
+    own verdict passes. The grader reads the source: backward's tests score 0, the rule it
+    broke is named with its construct and line, and the other tests keep their points."""
+    results = load_results(Course.open(course).grading, LAB3)
+    rows = gradebook_rows(course / "gradebook.db", LAB3)
+    source = read_source(course, LAB3)
+    backward_tests = {c.metadata["nbgrader"]["grade_id"] for c in source.cells
+                      if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"
+                      and "_check_backward(" in c.source}
+    assert backward_tests, "Lab 3 has no test cell of backward"
+    for student in LAB3_AUTOGRAD_ELSEWHERE:
+        broken = results[student].violations
+        assert {v.params["function"] for v in broken} == {"backward"}, (student, broken)
+        assert any(v.params["resolved"].startswith("lab_utils.backward_reference")
+                   for v in broken), [describe(v) for v in broken]
+        scores = {cell: auto for (who, _, cell), (auto, _, _) in rows.items() if who == student}
+        assert all(scores[cell] == 0 for cell in backward_tests), (student, scores)
+        correct = {cell: auto for (who, _, cell), (auto, _, _) in rows.items() if who == "correct"}
+        others = [cell for cell in scores if cell not in backward_tests and correct[cell]]
+        assert all(scores[cell] == correct[cell] for cell in others), (student, scores)
