@@ -13,8 +13,9 @@ import math
 from dataclasses import dataclass, field
 
 import nbformat
-from submission_factory import answers
 
+from instructor.notebooks import grade_id as cell_id
+from instructor.notebooks import is_answer_cell, solved_source
 from labs import solution_path
 
 LAB = "lab4_autodiff_engine"
@@ -31,7 +32,8 @@ RULES = ("test_rules_arithmetic", "test_rules_functions")
 
 def solution_answers() -> dict[str, str]:
     """grade_id -> the code of each answer cell of the solution, markers removed."""
-    found = answers(nbformat.read(solution_path(LAB), as_version=4))
+    source = nbformat.read(solution_path(LAB), as_version=4)
+    found = {cell_id(c): solved_source(c) for c in source.cells if is_answer_cell(c)}
     return {k: found[k] for k in ANSWER_CELLS}
 
 
