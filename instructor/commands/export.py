@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from nbgrader.api import Gradebook
+from nbgrader.api import Gradebook, MissingEntry
 
 from ..course import Course
 from ..grading.outcome import Status, load_results
@@ -49,33 +49,37 @@ def _count(n: float, noun: str) -> str:
     return f"{n:g} {noun}{'s' * (n != 1)}"
 
 
-def _manual_grading(course: Course, lab: str, students: list[str]) -> dict[str, list[Pending]]:
-    """student -> the answers of their submission of ``lab`` that wait for a person."""
+def _gradebook_view(course: Course, lab: str) -> tuple[list[str], dict[str, list[Pending]]]:
+    """The students with a submission of ``lab`` in the gradebook, and for each whose
+    submission has answers waiting for a person, those answers."""
     with Gradebook(course.db_url) as gradebook:
+        try:
+            students = sorted(s.student.id for s in gradebook.find_assignment(lab).submissions)
+        except MissingEntry:
+            return [], {}
         found = {s: pending_by_hand(gradebook, lab, s) for s in students}
-    return {s: p for s, p in found.items() if p}
+    return students, {s: p for s, p in found.items() if p}
 
 
 def summary_text(course: Course, labs: list[str], grades_csv: Path) -> str:
-    scores, submitted = {}, {}
+    scores = {}
     if grades_csv.exists():
         for row in csv.DictReader(grades_csv.open()):
             scores[(row["assignment"], row["student_id"])] = (row["score"], row["max_score"])
-            if row["timestamp"] or row.get("to_grade_by_hand"):
-                submitted.setdefault(row["assignment"], set()).add(row["student_id"])
     body, totals = [], {"answers": 0, "points": 0.0, "submissions": 0}
     for lab in labs:
         results = load_results(course.grading, lab)
-        students = sorted(set(results) | submitted.get(lab, set()))
+        in_gradebook, manual = _gradebook_view(course, lab)
+        students = sorted(set(results) | set(in_gradebook))
         if not students:
             continue  # no submission of this lab yet
-        manual = _manual_grading(course, lab, students)
         failed = {s: r for s, r in results.items() if r.status is not Status.GRADED}
         troubled = {s: r for s, r in results.items()
                     if r.status is Status.GRADED and (r.problems or r.violations)}
         flagged = {s: r for s, r in results.items() if r.flags}
         body += [f"## {lab}", "",
-                 f"{len(results)} submissions graded by the kit's grader: "
+                 f"{_count(len(students), 'submission')}; {len(results)} graded by the kit's "
+                 f"grader: "
                  f"{len(results) - len(failed)} graded, {len(failed)} could not be graded, "
                  f"{len(troubled)} graded with problems, {len(flagged)} flagged for review, "
                  f"{len(manual)} with answers to grade by hand.", ""]
