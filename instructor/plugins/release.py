@@ -56,8 +56,9 @@ def install_cell_source(source: str) -> str:
     cell looks for the student bundle's zip next to the notebook)."""
     shlex.split(source)  # raises ValueError for unbalanced quotes, at release time
     return f'''\
-# Hosted notebooks (Colab, Kaggle) have only this file: this cell installs the labs' helper
-# package, lab_utils, when it is missing. Where lab_utils is installed it does nothing.
+#@title Setup for hosted notebooks (Colab, Kaggle): installs lab_utils if it is missing
+# Hosted notebooks have only this file: this cell installs the labs' helper package,
+# lab_utils, when it is missing. Where lab_utils is installed it does nothing.
 import importlib.util
 
 LAB_UTILS_SOURCE = {json.dumps(source)}  # pip arguments, set by your instructor
@@ -88,6 +89,8 @@ class AddInstallCell(NbGraderPreprocessor):
         nb.cells = [c for c in nb.cells if c.get("id") != INSTALL_CELL_ID]
         cell = new_code_cell(install_cell_source(self.source.strip()))
         cell.id = INSTALL_CELL_ID  # fixed, so that regenerating gives the same file
-        cell.metadata = {"kit": {"install_cell": True}}
+        # folded in JupyterLab (a click shows it), a titled form on Colab
+        cell.metadata = {"cellView": "form", "jupyter": {"source_hidden": True},
+                         "kit": {"install_cell": True}}
         nb.cells.insert(0, cell)
         return nb, resources
