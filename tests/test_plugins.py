@@ -290,3 +290,16 @@ def test_exchange_probe_reads_nbgraders_configuration(tmp_path, monkeypatch):
     assert kit.exchange_ready(sys.executable) is False
     folder.mkdir()
     assert kit.exchange_ready(sys.executable) is True
+
+
+def test_failure_page_for_a_misnamed_notebook_says_what_happened_and_what_to_do():
+    from instructor.commands.feedback import failure_page
+
+    outcome = Outcome("bob", "lab1", status="failed", problems=[Finding(
+        "notebook_missing", {"notebook": "lab1.ipynb", "found": ["my work.ipynb"]})])
+    page = failure_page("bob", "lab1", outcome)
+    assert "We received my work.ipynb but no notebook named lab1.ipynb" in page
+    assert "Rename your notebook to lab1.ipynb" in page
+    assert "Restart" not in page  # running the notebook again would not help
+    crashed = Outcome("eve", "lab1", status="failed", problems=[Finding("kernel_died", {})])
+    assert "Restart Kernel and Run All" in failure_page("eve", "lab1", crashed)
