@@ -28,8 +28,8 @@ from pathlib import Path
 from nbconvert.exporters import HTMLExporter
 from nbformat.v4 import new_markdown_cell
 from nbgrader.api import Gradebook, MissingEntry
-from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import default, validate
+from nbgrader.preprocessors import GetGrades, NbGraderPreprocessor
+from traitlets import List, default, validate
 
 from ..grading.outcome import Outcome, load_results
 from ..notebooks import HIDDEN_REGION, is_grade, is_solution
@@ -75,6 +75,10 @@ def collect_notes(course_root: Path, lab: str, student: str) -> list[str]:
 
 class CleanFeedback(NbGraderPreprocessor):
     """generate_feedback's cleaning step (see the module's docstring)."""
+
+    # as nbgrader's GetGrades, next to which it runs (Formgrader's configuration sets it for
+    # every preprocessor of the run; without this trait that is a warning in its log)
+    display_data_priority = List(GetGrades().display_data_priority).tag(config=True)
 
     def preprocess(self, nb, resources):
         info = resources["nbgrader"]
