@@ -114,7 +114,8 @@ def test_collect_reports_what_to_rename_when_it_cannot_choose(course, tmp_path, 
     carol = course / "submitted" / "carol" / LAB
     assert (f"carol: no {LAB}.ipynb but 2 other notebooks (draft.ipynb, final.ipynb): rename "
             f"the one to grade (mv {carol / 'draft.ipynb'} {carol / (LAB + '.ipynb')} or mv "
-            f"{carol / 'final.ipynb'} {carol / (LAB + '.ipynb')}), then grade") in out
+            f"{carol / 'final.ipynb'} {carol / (LAB + '.ipynb')}) and move the others out of "
+            "the folder, then grade") in out
     assert "dave: no notebook at all (found: notes.txt)" in out
     assert "fix the names above" in out
     assert sorted(p.name for p in carol.iterdir()) == ["draft.ipynb", "final.ipynb"]

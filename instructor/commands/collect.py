@@ -97,7 +97,8 @@ def check_names(course: Course, lab: str) -> list[NameCheck]:
             fix = " or ".join(f"mv {shlex.quote(str(folder / name))} "
                               f"{shlex.quote(str(folder / missing[0]))}" for name in others[:3])
             problem = (f"no {', '.join(missing)} but {len(others)} other notebooks "
-                       f"({', '.join(others)}): rename the one to grade ({fix}), then grade")
+                       f"({', '.join(others)}): rename the one to grade ({fix}) and move the "
+                       "others out of the folder, then grade")
         else:
             files = sorted(p.name for p in folder.iterdir())
             problem = (f"no notebook at all (found: {', '.join(files) or 'nothing'}); ask the "
