@@ -6,6 +6,11 @@ Students::
     python3 kit.py lab            # set up .venv (first time) and open JupyterLab on notebooks/
     python3 kit.py lab --no-browser --port 8888 --ip 127.0.0.1  # e.g. on a remote machine
 
+``lab`` shows students only what they use: nbgrader's Validate button, and its Assignments tab
+when an nbgrader exchange is set up (a JupyterHub); Formgrader, the course list and the "Create
+Assignment" panel are switched off. ``lab --instructor`` switches everything on (and, in a
+plain local course without an exchange, gives nbgrader one in ``exchange/``).
+
 Everyone (and CI)::
 
     python3 kit.py test           # set up .venv (first time) and run the whole test suite
@@ -25,6 +30,7 @@ instructor tools next to it) it offers only ``lab``.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -46,6 +52,36 @@ COMMANDS = {  # command -> (what it needs next to kit.py, help line)
     "export": ("instructor", "write grades.csv and the grading summary"),
     "bench": ("benchmarks", "run the benchmarks and write docs/benchmarks.md"),
 }
+
+
+# What students do not use: nbgrader's JupyterLab plugins and server extensions for instructors,
+# and those of the exchange (Assignments tab, its menu) when there is no exchange.
+INSTRUCTOR_PLUGINS = ("@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:course-list",
+                      "@jupyter/nbgrader:create-assignment")
+EXCHANGE_PLUGINS = ("@jupyter/nbgrader:assignment-list", "@jupyter/nbgrader:menu")
+INSTRUCTOR_SERVER_EXTENSIONS = ("nbgrader.server_extensions.formgrader",
+                                "nbgrader.server_extensions.course_list")
+EXCHANGE_SERVER_EXTENSIONS = ("nbgrader.server_extensions.assignment_list",)
+
+# Run in the environment: is nbgrader's exchange usable from this folder? It reads nbgrader's
+# configuration files as nbgrader does (this folder first, then Jupyter's config folders; no
+# nbgrader import, which takes seconds). Another exchange class (ExchangeFactory) counts as set up.
+EXCHANGE_PROBE = """
+import json, os
+from jupyter_core.paths import jupyter_config_path
+from traitlets.config import Config, ConfigFileNotFound, JSONFileConfigLoader, PyFileConfigLoader
+config = Config()
+for folder in reversed([os.getcwd(), *jupyter_config_path()]):
+    for loader, name in ((PyFileConfigLoader, "nbgrader_config.py"),
+                         (JSONFileConfigLoader, "nbgrader_config.json")):
+        try:
+            config.merge(loader(name, path=folder).load_config())
+        except ConfigFileNotFound:
+            pass
+root = config.Exchange.get("root", "/srv/nbgrader/exchange")
+custom = bool(config.get("ExchangeFactory"))
+print(json.dumps({"root": root, "ready": custom or os.path.isdir(root)}))
+"""
 
 
 def available() -> list[str]:
@@ -85,7 +121,7 @@ def ensure_environment() -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     print("kit.py: installing the kit and its dependencies (first run only)", flush=True)
     pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet"]
-    target = f"{ROOT}[test]" if (ROOT / "tests").is_dir() else str(ROOT)
+    target = f"{ROOT}[test]" if (ROOT / "tests").is_dir() else f"{ROOT}[lab]"  # [lab]: bundle
     for step in ([*pip, "--upgrade", "pip"],
                  [*pip, "-c", str(ROOT / "constraints.txt"), "-e", target]):
         done = subprocess.run(step, capture_output=True, text=True)
@@ -112,6 +148,46 @@ def run_tests(python: str, args: list[str]) -> int:
                           env=env).returncode
 
 
+def exchange_ready(python: str) -> bool:
+    """Whether nbgrader finds a usable exchange from this folder (False if it cannot tell)."""
+    probe = subprocess.run([python, "-c", EXCHANGE_PROBE], cwd=ROOT, capture_output=True,
+                           text=True)
+    try:
+        return bool(json.loads(probe.stdout.strip().splitlines()[-1])["ready"])
+    except (IndexError, ValueError, KeyError):
+        return False
+
+
+def lab_config(instructor: bool, exchange: bool) -> dict[str, dict]:
+    """The Jupyter and nbgrader settings of ``kit.py lab``, as files (name -> JSON content) for
+    a folder on ``JUPYTER_CONFIG_PATH``: for students, the tools they do not use switched off
+    (the exchange's too when there is none); for instructors without an exchange, a local one
+    in ``exchange/`` so that Formgrader works without a warning."""
+    if instructor:
+        if exchange:
+            return {}
+        return {"nbgrader_config.json": {"Exchange": {"root": str(ROOT / "exchange")}}}
+    plugins = INSTRUCTOR_PLUGINS + (() if exchange else EXCHANGE_PLUGINS)
+    servers = INSTRUCTOR_SERVER_EXTENSIONS + (() if exchange else EXCHANGE_SERVER_EXTENSIONS)
+    return {"labconfig/page_config.json": {"disabledExtensions": {p: True for p in plugins}},
+            "jupyter_server_config.json": {"ServerApp": {"jpserver_extensions": {
+                e: False for e in servers}}}}
+
+
+def write_lab_config(instructor: bool, exchange: bool) -> Path:
+    """Write :func:`lab_config` to a folder of the environment (replaced each time)."""
+    folder = VENV / "kit-jupyter" / ("instructor" if instructor else "student")
+    for old in sorted(folder.rglob("*.json")) if folder.is_dir() else []:
+        old.unlink()
+    for name, content in lab_config(instructor, exchange).items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(json.dumps(content, indent=1) + "\n")
+    folder.mkdir(parents=True, exist_ok=True)
+    if instructor and not exchange:
+        (ROOT / "exchange").mkdir(exist_ok=True)
+    return folder
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in {"-h", "--help", "help"}:
         print(usage())
@@ -130,6 +206,9 @@ def main(argv: list[str]) -> int:
         instructor = "--instructor" in rest  # the whole course (Formgrader can open solutions/)
         rest = [a for a in rest if a != "--instructor"]
         root_dir = ROOT if instructor else ROOT / "notebooks"
+        config = write_lab_config(instructor, exchange_ready(python))
+        paths = [str(config), *filter(None, [os.environ.get("JUPYTER_CONFIG_PATH")])]
+        os.environ["JUPYTER_CONFIG_PATH"] = os.pathsep.join(paths)
         args = [python, "-m", "jupyter", "lab", f"--ServerApp.root_dir={root_dir}", *rest]
         if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in rest:
             args.append("--allow-root")  # containers and CI machines often run as root

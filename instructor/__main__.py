@@ -1,6 +1,6 @@
 """``python -m instructor COMMAND`` (also ``python3 kit.py COMMAND``): the instructor workflow.
 
-    release   [LAB ...]                     regenerate notebooks/ and build the student bundle
+    release   [LAB ...] [--lab-utils-source SOURCE]   notebooks/ and the student bundle
     collect   LAB [--from DIR | --zip FILE [--regexp R] | --exchange]
     grade     LAB [--workers N] [--students a,b] [--force] [--no-sandbox] [limits]
     feedback  LAB [--students a,b]          feedback/<student>/<lab>/*.html
@@ -35,6 +35,9 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("release", parents=[common], help="regenerate notebooks/ and build the student bundle")
     p.add_argument("labs", nargs="*", help="labs to regenerate (default: all)")
     p.add_argument("--no-bundle", action="store_true", help="only regenerate notebooks/")
+    p.add_argument("--lab-utils-source", metavar="SOURCE",
+                   help="where hosted notebooks (Colab, Kaggle) install lab_utils from: pip "
+                        "arguments such as the student bundle's URL (default: nbgrader_config.py)")
 
     p = sub.add_parser("collect", parents=[common], help="bring submissions into submitted/")
     p.add_argument("lab")
@@ -64,15 +67,20 @@ def main(argv: list[str] | None = None) -> int:
         course = Course.open(args.course_dir, args.db)
         if args.command == "release":
             from .commands.release import release
-            bundle = release(course, args.labs or None, bundle=not args.no_bundle)
+            bundle = release(course, args.labs or None, bundle=not args.no_bundle,
+                             lab_utils_source=args.lab_utils_source)
             print("notebooks/ regenerated" + (f"; student bundle: {bundle} (+ .zip)" if bundle else ""))
         elif args.command == "collect":
-            from .commands.collect import DEFAULT_REGEXP, collect
-            students = collect(course, args.lab, source=args.source, archive=args.archive,
-                               regexp=args.regexp or DEFAULT_REGEXP, exchange=args.exchange,
-                               force=args.force)
+            from .commands.collect import DEFAULT_REGEXP, collect_and_check, describe_check
+            students, checks = collect_and_check(
+                course, args.lab, source=args.source, archive=args.archive,
+                regexp=args.regexp or DEFAULT_REGEXP, exchange=args.exchange, force=args.force)
             print(f"{len(students)} submissions of {args.lab} in {course.submitted}: "
                   + ", ".join(students))
+            for check in checks:
+                print(describe_check(check, args.lab))
+            if any(c.problem for c in checks):
+                print("fix the names above, then grade: those submissions would score 0")
         elif args.command == "grade":
             from .commands import grade
             grade.run(course, args)

@@ -67,12 +67,14 @@ def digest_files(paths: list[Path]) -> dict[str, str]:
 
 
 def build_course(root: Path, labs: dict[str, tuple[Path, Path]]) -> Path:
-    """A copy of the kit's course layout in ``root``: nbgrader_config.py, ``solutions/<lab>/`` and
+    """A copy of the kit's course layout in ``root``: nbgrader's configuration
+    (nbgrader_config.py and the students' part it loads), ``solutions/<lab>/`` and
     ``notebooks/<lab>/`` for each lab (given as ``lab -> (solution folder, student folder)``), and
     a second copy of each solution folder under ``notebooks/instructor_copy/`` so that the
     solution can be opened from the file browser of a server rooted at notebooks/."""
     root.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
+    for name in ("nbgrader_config.py", "nbgrader_student_config.py"):
+        shutil.copy(ROOT / name, root / name)
     ignore = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__")
     for lab, (solution_dir, student_dir) in labs.items():
         for source, target in ((solution_dir, root / "solutions" / lab),
@@ -90,25 +92,30 @@ def free_port() -> int:
 
 
 # kit.py's own `lab` command, run from the copy of the course. Only the environment step is
-# replaced (the tests already run inside the kit's environment, and must never pip-install).
+# replaced (the tests already run inside the kit's environment, and must never pip-install), and
+# the folder where kit.py keeps its Jupyter settings is the server's state folder.
 LAUNCHER = """
 import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 import kit
 kit.ROOT = Path(sys.argv[2])
+kit.VENV = Path(sys.argv[3])
 kit.ensure_environment = lambda: Path(sys.executable)
-sys.exit(kit.main(sys.argv[3:]))
+sys.exit(kit.main(sys.argv[4:]))
 """
 
 
 class JupyterServer:
     """``python3 kit.py lab --no-browser`` on a free port of 127.0.0.1 with a random token, for the
-    course copied to ``course`` (so its root is ``course/notebooks``). Use as a context manager:
-    the whole process group is stopped on exit, always."""
+    course copied to ``course``: in student mode (root ``course/notebooks``) or, with
+    ``instructor``, ``kit.py lab --instructor`` (root ``course``). Use as a context manager: the
+    whole process group is stopped on exit, always."""
 
-    def __init__(self, course: Path, state: Path, *, startup_timeout: float = 120):
+    def __init__(self, course: Path, state: Path, *, instructor: bool = False,
+                 startup_timeout: float = 120):
         self.course, self.state, self.startup_timeout = course, state, startup_timeout
+        self.instructor = instructor
         self.port, self.token = free_port(), secrets.token_hex(16)
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = state / "jupyter-server.log"
@@ -132,13 +139,14 @@ class JupyterServer:
 
     def __enter__(self) -> JupyterServer:
         args = ["lab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
-                f"--IdentityProvider.token={self.token}"]
+                f"--IdentityProvider.token={self.token}", *(["--instructor"] * self.instructor)]
         if hasattr(os, "geteuid") and os.geteuid() == 0:  # CI containers run as root
             args.append("--allow-root")
         self.state.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", LAUNCHER, str(ROOT), str(self.course), *args],
+                [sys.executable, "-c", LAUNCHER, str(ROOT), str(self.course), str(self.state),
+                 *args],
                 cwd=self.course, env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
         try:
@@ -165,11 +173,15 @@ class JupyterServer:
 
     def api(self, method: str, path: str):
         """Call the server's REST API; returns the decoded JSON (or None)."""
+        body = self.fetch(path, method=method)
+        return json.loads(body) if body else None
+
+    def fetch(self, path: str, *, method: str = "GET", timeout: float = 10) -> bytes:
+        """The body of ``path`` on the server, as the logged-in user."""
         request = urllib.request.Request(f"{self.url}/{path}", method=method,
                                          headers={"Authorization": f"token {self.token}"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            body = response.read()
-        return json.loads(body) if body else None
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.read()
 
     def shutdown_kernels(self) -> None:
         for session in self.api("GET", "api/sessions"):
@@ -298,6 +310,67 @@ class LabPage:
         dialog.wait_for(state="detached")
         return kind, text
 
+    def validate_and_locate(self, panel, needle: str, *, timeout: float,
+                            screenshot: Path | None = None) -> tuple[str, str, dict]:
+        """Press Validate and, with its dialog open as nbgrader shows it, find where the first
+        occurrence of ``needle`` is drawn: its box, the window's height and the dialog body's
+        box and scroll offset (nothing is scrolled). Returns (kind, text, geometry); closes the
+        dialog (after ``screenshot``)."""
+        panel.locator(".validate-button").click()
+        dialog = self.page.locator(".jp-Dialog")
+        dialog.wait_for(timeout=timeout)
+        self.page.wait_for_timeout(300)  # the dialog's layout settles
+        geometry = dialog.evaluate(
+            """(dialog, needle) => {
+                const walker = document.createTreeWalker(dialog, NodeFilter.SHOW_TEXT);
+                let node, found = null;
+                while ((node = walker.nextNode())) {
+                    const at = node.textContent.indexOf(needle);
+                    if (at >= 0) { found = [node, at]; break; }
+                }
+                const body = dialog.querySelector('.jp-Dialog-body');
+                const box = body.getBoundingClientRect();
+                const result = {window: window.innerHeight, bodyTop: box.top,
+                                bodyBottom: box.bottom, bodyScroll: body.scrollTop};
+                if (!found) return result;
+                const range = document.createRange();
+                range.setStart(found[0], found[1]);
+                range.setEnd(found[0], found[1] + needle.length);
+                const r = range.getBoundingClientRect();
+                return {...result, top: r.top, bottom: r.bottom};
+            }""", needle)
+        if screenshot is not None:
+            self.page.screenshot(path=str(screenshot))
+        text = dialog.inner_text()
+        message = dialog.locator("#validation-message")
+        classes = (message.get_attribute("class") or "") if message.count() else ""
+        kind = next((c.removeprefix("validation-") for c in classes.split()
+                     if c.startswith("validation-")), "error")
+        dialog.locator(".jp-Dialog-button").last.click()
+        dialog.wait_for(state="detached")
+        return kind, text, geometry
+
+    def menu_bar(self) -> list[str]:
+        """The labels of JupyterLab's menu bar."""
+        return [t.strip() for t in self.page.locator(".lm-MenuBar-item").all_inner_texts()]
+
+    def menu_commands(self, menu: str) -> list[str]:
+        """The commands (data-command) of the visible items of menu ``menu``."""
+        self.page.locator(".lm-MenuBar-item", has_text=re.compile(f"^{menu}$")).click()
+        items = self.page.locator(".lm-Menu:visible .lm-Menu-item")
+        items.first.wait_for()
+        commands = [c for c in items.evaluate_all(
+            "items => items.filter(i => !i.classList.contains('lm-mod-hidden') && "
+            "i.offsetParent !== null).map(i => i.dataset.command)") if c]
+        self.page.keyboard.press("Escape")
+        return commands
+
+    def sidebar_tabs(self) -> list[str]:
+        """The side bars' tabs, each as its label and tooltip text."""
+        return self.page.locator(".jp-SideBar .lm-TabBar-tab").evaluate_all(
+            "tabs => tabs.map(t => `${t.textContent} ${t.title || ''} "
+            "${t.getAttribute('data-id') || ''}`.trim())")
+
     def dialog_text(self) -> str:
         """The text of the dialogs open now (e.g. 'Kernel Restarting'), '' when none."""
         return "\n".join(self.page.locator(".jp-Dialog").all_inner_texts())
@@ -335,9 +408,27 @@ class LabPage:
     def open_formgrader(self) -> list[str]:
         """Nbgrader > Formgrader; returns the assignment names its table lists."""
         self._menu("Nbgrader", "nbgrader:open-formgrader")
-        frame = self.page.frame_locator("iframe[src*='formgrader']").first
+        frame = self.formgrader()
         rows = frame.locator("table tbody tr")
         rows.first.wait_for(timeout=60_000)
         frame.get_by_text("Loading, please wait").wait_for(state="detached", timeout=60_000)
         rows.first.scroll_into_view_if_needed()
         return [r.strip() for r in rows.locator("td:first-child").all_inner_texts() if r.strip()]
+
+    def formgrader(self):
+        """Formgrader's frame (open it first with :meth:`open_formgrader`)."""
+        return self.page.frame_locator("iframe[src*='formgrader']").first
+
+    def generate_feedback_in_formgrader(self, lab: str, *, timeout: float) -> str:
+        """Formgrader's "Generate Feedback" button of ``lab`` (Manage Assignments); waits for
+        its result and returns the result dialog's text (then closes it)."""
+        frame = self.formgrader()
+        row = frame.locator("table tbody tr").filter(has=frame.locator("td:first-child",
+                                                                          has_text=lab))
+        row.locator(".generate-feedback a").click()
+        modal = frame.locator("#success-modal, #error-modal").first
+        modal.locator(".modal-footer button").wait_for(state="visible", timeout=timeout)
+        text = modal.inner_text()
+        modal.locator(".modal-footer button").click()
+        modal.wait_for(state="detached")
+        return text

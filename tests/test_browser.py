@@ -1,20 +1,32 @@
-"""The kit as students meet it: JupyterLab started by ``kit.py lab``, driven in a headless
-Chromium the way a person clicks. For each lab: the student notebook opens from the file browser
-with its nbgrader cells locked or editable as they should be, and Validate fails it; the solution
-runs top to bottom through Run All with no error, its plots show as images, and Validate passes
-it. Formgrader lists the labs. A screenshot per lab goes to artifacts/browser/ ($KIT_ARTIFACTS).
+"""The kit as students and instructors meet it: JupyterLab started by ``kit.py lab`` (a student
+server) and ``kit.py lab --instructor`` (an instructor server) on one copy of the course, driven
+in one headless Chromium the way a person clicks.
+
+Students: only their tools (Validate; no Formgrader, course list or Create Assignment); for each
+lab the student notebook opens from the file browser with its nbgrader cells locked or editable
+as they should be, and Validate fails it; the solution runs top to bottom through Run All with
+no error, its plots show as images, and Validate passes it; for Lab 3 with a wrong backward,
+Validate's dialog shows the checker's diagnosis without scrolling at 1280x800.
+Instructors: the Nbgrader menu with Formgrader, which lists the labs without an exchange warning
+and whose "Generate Feedback" button writes the kit's cleaned page (no hidden test, answers not
+graded yet said so, math as MathML). Screenshots go to artifacts/browser/ ($KIT_ARTIFACTS).
 
 Needs Debian's chromium and Python Playwright; without them these tests skip, unless
 KIT_REQUIRE_BROWSER=1 (CI), where that is a failure. All work happens on copies in a temporary
-folder: the repository's notebooks are never opened by the server."""
+folder: the repository's notebooks are never opened by the servers. The servers, the course and
+the browser are shared by all tests (session fixtures); each test opens what it needs and closes
+it, so the tests pass in any order."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 
+import nbformat
 import pytest
 from browser_support import (
     CHROMIUM_FLAGS,
@@ -29,7 +41,10 @@ from browser_support import (
     find_chromium,
     unavailable_reason,
 )
+from submission_factory import filled, with_solution
 
+from instructor.__main__ import main as kit
+from instructor.commands.authoring import markdown, notebook
 from labs import NOTEBOOKS, ROOT, SOLUTIONS, discover_labs, nbgrader
 
 FIXTURE = ROOT / "tests" / "fixtures" / "fixture_lab.ipynb"
@@ -38,6 +53,9 @@ LABS = discover_labs() or ["fixture_lab"]
 RUN_ALL_TIMEOUT_S = 240     # a lab's Run All (the labs aim for well under 20 s)
 VALIDATE_TIMEOUT_S = 300    # nbgrader validate runs the notebook again, server-side
 MIN_PLOT_WIDTH_PX = 320     # a plot narrower than this on a laptop screen is hard to read
+VIEWPORT = {"width": 1280, "height": 800}  # a laptop screen
+FEEDBACK_LAB = "feedback_lab"  # graded for the Formgrader tests: math, a hidden test, an answer
+BUGGY_LAB = "lab3_backprop_mlp"  # Validate with a wrong backward
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -49,13 +67,13 @@ def _repository_state() -> tuple[dict[str, str], bool]:
     return digest_files(files), (ROOT / "gradebook.db").exists()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def repo_state():
     """The repository's state before anything runs."""
     return _repository_state()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def course(repo_state):
     """A temporary course: copies of nbgrader_config.py and of every lab's folders."""
     with tempfile.TemporaryDirectory(prefix="kit-browser-") as tmp:
@@ -72,29 +90,81 @@ def course(repo_state):
         yield build_course(root, folders)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(course):
+    """The student server: ``kit.py lab``, rooted at the course's notebooks/."""
     with JupyterServer(course, course.parent / "state") as running:
         yield running
 
 
-@pytest.fixture(scope="module")
-def lab_page(server):
-    """One Chromium (fresh profile) showing JupyterLab, shared by all tests of this module."""
+@pytest.fixture(scope="session")
+def instructor_server(course):
+    """The instructor server: ``kit.py lab --instructor``, rooted at the course."""
+    with JupyterServer(course, course.parent / "state-instructor", instructor=True) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def browser(course):
+    """One headless Chromium (fresh profile) for all browser tests."""
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="kit-chromium-") as profile, sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             profile, executable_path=find_chromium(), headless=True, args=list(CHROMIUM_FLAGS),
-            viewport={"width": 1280, "height": 900})
+            viewport=VIEWPORT)
         try:
-            page = context.pages[0] if context.pages else context.new_page()
-            page.set_default_timeout(30_000)
-            lab = LabPage(page, server)
-            lab.open_lab()
-            yield lab
+            yield context
         finally:
             context.close()
+
+
+def _lab_page(browser, server) -> LabPage:
+    page = browser.new_page()
+    page.set_default_timeout(30_000)
+    lab = LabPage(page, server)
+    lab.open_lab()
+    return lab
+
+
+@pytest.fixture(scope="session")
+def lab_page(browser, server):
+    """The student's JupyterLab tab."""
+    yield _lab_page(browser, server)
+
+
+@pytest.fixture(scope="session")
+def instructor_page(browser, instructor_server):
+    """The instructor's JupyterLab tab."""
+    yield _lab_page(browser, instructor_server)
+
+
+@pytest.fixture(scope="session")
+def feedback_lab(course):
+    """A lab graded in the course for Formgrader: the fixture lab with math, two submissions
+    (alice answered the written question, bob did not and fails the hidden test), graded by
+    nbgrader, and the pages ``kit.py feedback`` wrote for them (student -> bytes)."""
+    cells = nbformat.read(FIXTURE, as_version=4).cells
+    cells.insert(1, markdown("Math: $\\frac{\\partial \\ell}{\\partial w}$", "math"))
+    nb = notebook(cells)
+    source = course / "solutions" / FEEDBACK_LAB / f"{FEEDBACK_LAB}.ipynb"
+    source.parent.mkdir(parents=True)
+    nbformat.write(nb, source)
+    nbgrader("generate_assignment", FEEDBACK_LAB, "--force", cwd=course)
+    release = nbformat.read(course / "notebooks" / FEEDBACK_LAB / f"{FEEDBACK_LAB}.ipynb", as_version=4)
+    correct = with_solution(release, 'def add(a, b):\n    """Return a + b."""\n    return a + b', "add")
+    submissions = {"alice": with_solution(correct, "Because $a + b = b + a$.", "why"),
+                   "bob": with_solution(release, "def add(a, b):\n    return int(a) + int(b)", "add")}
+    for student, submission in submissions.items():
+        target = course / "submitted" / student / FEEDBACK_LAB / f"{FEEDBACK_LAB}.ipynb"
+        target.parent.mkdir(parents=True)
+        nbformat.write(submission, target)
+    nbgrader("autograde", FEEDBACK_LAB, "--force", cwd=course)
+    assert kit(["feedback", FEEDBACK_LAB, "--course-dir", str(course)]) == 0
+    pages = {s: (course / "feedback" / s / FEEDBACK_LAB / f"{FEEDBACK_LAB}.html").read_bytes()
+             for s in submissions}
+    shutil.rmtree(course / "feedback")
+    return pages
 
 
 def _n_cells(path: Path) -> int:
@@ -105,7 +175,7 @@ def _nbgrader_meta(path: Path) -> list[dict]:
     return [c["metadata"].get("nbgrader", {}) for c in json.loads(path.read_text())["cells"]]
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def browser_required():
     """Skip (or, with KIT_REQUIRE_BROWSER=1, fail) before any server starts."""
     reason = unavailable_reason()
@@ -182,12 +252,106 @@ def test_solution_runs_all_with_plots_and_passes_validate(lab, course, lab_page)
     lab_page.close_current_tab()
 
 
+def _is_subset_listing(listed: list[str]) -> bool:
+    return set(LABS) <= set(listed) <= set(LABS) | {FEEDBACK_LAB}
+
+
 @pytest.mark.timeout(300)
-def test_formgrader_lists_the_labs(lab_page):
-    """Nbgrader > Formgrader opens and its assignment table lists every lab."""
-    listed = lab_page.open_formgrader()
-    assert sorted(listed) == sorted(LABS), f"Formgrader lists {listed}, the kit has {LABS}"
-    lab_page.page.screenshot(path=str(artifacts_dir() / "formgrader.png"))
+def test_student_mode_shows_only_what_students_use(course, lab_page):
+    """``kit.py lab``: no Nbgrader menu (Formgrader, Course List, Create Assignment), no "Create
+    Assignment" side panel, no Formgrader on the server; the Validate button is there."""
+    menus = lab_page.menu_bar()
+    assert "Nbgrader" not in menus, f"students see the Nbgrader menu: {menus}"
+    tabs = lab_page.sidebar_tabs()
+    assert not [t for t in tabs if "assignment" in t.lower()], f"side bar tabs: {tabs}"
+    lab = LABS[0]
+    path = course / "notebooks" / lab / f"{lab}.ipynb"
+    panel = lab_page.open_notebook(f"{lab}/{lab}.ipynb", _n_cells(path))
+    assert panel.locator(".validate-button").count() == 1, "no Validate button"
+    lab_page.page.screenshot(path=str(artifacts_dir() / "student-mode.png"))
+    lab_page.close_current_tab()
+    for path in ("formgrader", "formgrader/api/assignments", "courses"):
+        with pytest.raises(OSError, match="404|403"):
+            lab_page.server.fetch(path)
+
+
+@pytest.mark.timeout(600)
+def test_validate_dialog_shows_the_diagnosis_without_scrolling(course, lab_page):
+    """Lab 3 answered with a backward that forgot to divide by the batch size: Validate's
+    dialog shows the gradient checker's diagnosis ("likely: ...") on screen at 1280x800 without
+    scrolling, and its table once."""
+    if BUGGY_LAB not in LABS:
+        pytest.skip(f"no {BUGGY_LAB} in this kit")
+    release = nbformat.read(course / "notebooks" / BUGGY_LAB / f"{BUGGY_LAB}.ipynb", as_version=4)
+    source = nbformat.read(course / "solutions" / BUGGY_LAB / f"{BUGGY_LAB}.ipynb", as_version=4)
+    buggy = filled(release, source)
+    for cell in buggy.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "backward":
+            assert " / B" in cell.source, "the lab's backward changed: update this test's bug"
+            cell.source = cell.source.replace(" / B", "")
+    name = f"{BUGGY_LAB}_buggy_backward.ipynb"
+    nbformat.write(buggy, course / "notebooks" / BUGGY_LAB / name)
+    panel = lab_page.open_notebook(f"{BUGGY_LAB}/{name}", len(buggy.cells))
+    shot = artifacts_dir() / "validate-buggy-backward.png"
+    kind, text, box = lab_page.validate_and_locate(panel, "likely:", screenshot=shot,
+                                                   timeout=VALIDATE_TIMEOUT_S * 1000)
+    lab_page.close_current_tab()
+    assert kind == "failed", f"Validate gave {kind!r}:\n{text[:3000]}"
+    assert "likely:" in text and "divide it by the batch" in text, text[:3000]
+    assert "top" in box, f"the diagnosis is not in the dialog: {box}\n{text[:3000]}"
+    assert box["bodyScroll"] == 0
+    assert 0 <= box["bodyTop"] <= box["top"] and box["bottom"] <= min(box["bodyBottom"],
+                                                                       box["window"]), (
+        f"the diagnosis is drawn at y={box['top']:.0f}..{box['bottom']:.0f}, below the visible "
+        f"part of the dialog (ends at {box['bodyBottom']:.0f}, window {box['window']}): {shot}")
+    assert text.count("backward() against autograd: FAILED") == 1, text[:3000]
+
+
+@pytest.mark.timeout(300)
+def test_instructor_mode_has_formgrader_without_exchange_warnings(instructor_page):
+    """``kit.py lab --instructor`` in a plain local course: the Nbgrader menu has Formgrader, the
+    course list and Create Assignment; Formgrader lists the labs without an exchange or course
+    warning, and the server log has no "Unwritable directory"."""
+    commands = instructor_page.menu_commands("Nbgrader")
+    for wanted in ("nbgrader:open-formgrader", "nbgrader:open-course-list",
+                   "nbgrader:open-create-assignment", "nbgrader:open-assignment-list"):
+        assert wanted in commands, f"Nbgrader menu: {commands}"
+    listed = instructor_page.open_formgrader()
+    assert _is_subset_listing(listed), f"Formgrader lists {listed}, the kit has {LABS}"
+    frame = instructor_page.formgrader()
+    warnings = frame.locator("#warning-exchange, #warning-course-id, #warning-windows")
+    assert warnings.count() == 0, warnings.all_inner_texts()
+    instructor_page.page.screenshot(path=str(artifacts_dir() / "formgrader.png"))
+    assert "Unwritable directory" not in instructor_page.server.log()
+    instructor_page.close_current_tab()
+
+
+@pytest.mark.timeout(600)
+def test_formgrader_generate_feedback_writes_the_kits_cleaned_page(course, instructor_page,
+                                                                   feedback_lab):
+    """Formgrader's "Generate Feedback" button writes exactly the page ``kit.py feedback``
+    writes: no hidden test, the results section, "not graded yet" for alice's written answer
+    (a person has not graded it), math as MathML. Formgrader itself shows math as MathML."""
+    instructor_page.open_formgrader()
+    message = instructor_page.generate_feedback_in_formgrader(FEEDBACK_LAB, timeout=240_000)
+    assert "Successfully generated feedback" in message, message[-3000:]
+    instructor_page.close_current_tab()
+    pages = {s: course / "feedback" / s / FEEDBACK_LAB / f"{FEEDBACK_LAB}.html" for s in feedback_lab}
+    for student, kit_page in feedback_lab.items():
+        assert pages[student].read_bytes() == kit_page, f"{student}: Formgrader's page differs"
+        text = pages[student].read_text()
+        assert "add(2.5, 0.5)" not in text and "Autograder results" in text
+        assert "<math" in text and "\\frac" not in text[text.find("<body"):]
+    alice = re.sub(r"<[^>]+>", " ", pages["alice"].read_text())
+    assert "not graded yet" in alice and "Score: 0.0 / 1.0" not in alice
+    page = instructor_page.page
+    page.goto(pages["alice"].as_uri())
+    page.screenshot(path=str(artifacts_dir() / "feedback-page.png"), full_page=True)
+    notebooks = json.loads(instructor_page.server.fetch(
+        f"formgrader/api/submitted_notebooks/{FEEDBACK_LAB}/{FEEDBACK_LAB}"))
+    alice = next(n["id"] for n in notebooks if n["student"] == "alice")
+    view = instructor_page.server.fetch(f"formgrader/submissions/{alice}/").decode()
+    assert "<math" in view and "$\\frac" not in view, "Formgrader's grading view shows raw TeX"
 
 
 def test_repository_files_untouched(repo_state, course):
@@ -197,4 +361,3 @@ def test_repository_files_untouched(repo_state, course):
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     assert not changed, f"the browser tests changed repository files: {changed}"
     assert has_gradebook == had_gradebook, "a gradebook.db appeared in the repository root"
-    assert (course / "gradebook.db").exists(), "Formgrader made no gradebook in the course copy"

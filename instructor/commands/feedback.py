@@ -1,32 +1,22 @@
 """``python3 kit.py feedback LAB``: per-student HTML feedback that explains in words which checks
 failed and why, without showing hidden-test code (unlike nbgrader's own feedback, its #917).
 
-For each autograded notebook the grader writes a cleaned copy: hidden-test regions replaced by a
-one-line note, every traceback replaced by its error type and message, output lines that repeat
-hidden-test code removed, and a results section on top (each check, its points, passed or why
-not). nbgrader's ``generate_feedback`` turns those copies into HTML with the gradebook's scores.
-A submission nbgrader could not grade gets a short HTML page with the reasons.
+The page is nbgrader's ``generate_feedback`` run in the course, with the kit's cleaning step and
+template configured in ``nbgrader_config.py`` (:mod:`instructor.plugins.feedback`): Formgrader's
+"Generate Feedback" button and ``nbgrader generate_feedback`` write exactly the same page. A
+submission nbgrader could not grade (no autograded notebook) gets a short page saying why and
+what to do, written here.
 """
 
 from __future__ import annotations
 
 import html
-import re
-import shutil
-import tempfile
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_markdown_cell
-
 from ..course import Course
-from ..grading.outcome import Outcome, load_results
+from ..grading.outcome import Finding, Outcome, load_results
 from ..nbgrader_runner import run_nbgrader
-from ..notebooks import HIDDEN_REGION as HIDDEN
 from ..words import describe
-
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-HIDDEN_NOTE = "# (hidden tests run here; their code is not shown)\n"
 
 
 def feedback(course: Course, lab: str, students: list[str] | None = None) -> list[Path]:
@@ -39,111 +29,63 @@ def feedback(course: Course, lab: str, students: list[str] | None = None) -> lis
     unknown = sorted(set(students) - set(everyone))
     if unknown:
         raise ValueError(f"students: {unknown} have not been graded for {lab} (graded: {everyone})")
+    names = [p.name for p in course.source_notebooks(lab)]
+    with_notebooks = [s for s in students
+                      if any((course.autograded / s / lab / n).exists() for n in names)]
+    everyone_with_notebooks = [s for s in graded
+                               if any((course.autograded / s / lab / n).exists() for n in names)]
+    runs = ([[]] if with_notebooks and set(with_notebooks) == set(everyone_with_notebooks)
+            else [["--student", s] for s in with_notebooks])
+    for selection in runs:
+        run_nbgrader("generate_feedback", lab, "--force", *selection, "--db", course.db_url,
+                     cwd=course.root)
     written = []
-    sources = {p.name: nbformat.read(p, as_version=4) for p in course.source_notebooks(lab)}
-    with tempfile.TemporaryDirectory(prefix="kit-feedback-") as scratch:
-        root = Path(scratch)
-        shutil.copy(course.root / "nbgrader_config.py", root / "nbgrader_config.py")
-        todo = []
-        for student in students:
-            for name in sources:
-                path = course.autograded / student / lab / name
-                if not path.exists():
-                    continue
-                nb = clean_notebook(nbformat.read(path, as_version=4),
-                                    results.get(student))
-                target = root / "autograded" / student / lab / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                nbformat.write(nb, target)
-                todo.append(student)
-        if todo:
-            run_nbgrader("generate_feedback", lab, "--force", "--db", course.db_url, cwd=root)
-        for student in students:
-            out = course.feedback / student / lab
-            made = sorted((root / "feedback" / student / lab).glob("*.html"))
-            if made or student in todo:
-                shutil.rmtree(out, ignore_errors=True)
-                out.mkdir(parents=True)
-            for page in made:
-                shutil.copy(page, out / page.name)
-                written.append(out / page.name)
-            for name in sources:
-                page = out / (Path(name).stem + ".html")
-                if not page.exists():  # nothing was graded: explain why
-                    out.mkdir(parents=True, exist_ok=True)
-                    page.write_text(failure_page(student, lab, results.get(student)))
-                    written.append(page)
+    for student in students:
+        out = course.feedback / student / lab
+        for name in names:
+            page = out / (Path(name).stem + ".html")
+            if student not in with_notebooks:  # nothing was graded: say why
+                out.mkdir(parents=True, exist_ok=True)
+                page.write_text(failure_page(student, lab, results.get(student)))
+            if page.exists():
+                written.append(page)
     return written
 
 
-def clean_notebook(nb, result: Outcome | None):
-    """The autograded notebook ``nb`` without hidden-test code or tracebacks, with a results
-    section on top (``result``: this student's outcome from grading/<lab>/results.json)."""
-    lines = []
-    for cell in nb.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        hidden = [h.strip() for region in HIDDEN.findall(cell.source)
-                  for h in region.splitlines() if len(h.strip()) >= 6]
-        cell.source = HIDDEN.sub(HIDDEN_NOTE, cell.source)
-        if cell.cell_type != "code":
-            continue
-        failure = None
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "error":
-                message = ANSI.sub("", f"{output.get('ename', 'Error')}: {output.get('evalue', '')}")
-                failure = explain_error(output.get("ename", ""), output.get("evalue", ""))
-                output["traceback"] = [_scrub(message, hidden)]
-                output["evalue"] = _scrub(output.get("evalue", ""), hidden)
-            elif output.get("output_type") == "stream":
-                output["text"] = _scrub(output.get("text", ""), hidden)
-            for key, value in list(output.get("data", {}).items()):
-                if isinstance(value, str) and key.startswith("text/"):
-                    output["data"][key] = _scrub(value, hidden)
-        if meta.get("grade") and not meta.get("solution"):
-            points = meta.get("points", 0)
-            if cell.get("execution_count") is None and not cell.get("outputs"):
-                status = "not run (the notebook stopped before this check)"
-            else:
-                status = f"failed: {_scrub(failure, hidden)}" if failure else "passed"
-            lines.append(f"- **{meta.get('grade_id')}** ({points:g} point{'s' * (points != 1)}): "
-                         f"{status}")
-    notes = [describe(f) for f in result.problems + result.violations] if result else []
-    summary = ["## Autograder results", "", *lines]
-    if notes:
-        summary += ["", "Notes from the grader:", "", *[f"- {n}" for n in notes]]
-    nb.cells.insert(0, new_markdown_cell("\n".join(summary)))
-    return nb
+STUDENT_WORDS = {  # what a student should do, for the problems a student can fix
+    "notebook_missing": lambda p: (
+        f"We received {_names(p.get('found'))} but no notebook named {p['notebook']}: the "
+        f"grader looks for the notebook under its original name, so nothing could be graded. "
+        f"Rename your notebook to {p['notebook']} (or download a fresh copy and move your "
+        "answers into it) and hand it in again."),
+    "not_a_notebook": lambda p: (
+        f"{p['notebook']} could not be opened as a notebook ({p.get('error', 'unreadable')}). "
+        "Hand in the .ipynb file itself as saved by Jupyter, not a copy edited as text."),
+    "cells_duplicated": lambda p: (
+        f"{p['notebook']} has copies of test cells ({_names(p.get('cells'))}); the grader cannot "
+        "grade such a notebook. Delete the copies and hand it in again."),
+}
 
 
-def explain_error(ename: str, evalue: str) -> str:
-    ename, evalue = ANSI.sub("", ename), ANSI.sub("", evalue).strip()
-    if ename == "CellTimeoutError":
-        return "it did not finish within the time limit (an infinite loop?)"
-    if ename == "NotImplementedError":
-        return "the function it checks is not written yet (NotImplementedError)"
-    if ename == "AssertionError":
-        return f"a check did not hold: {evalue}" if evalue else \
-            "a check did not hold (a hidden test, or an assert without a message)"
-    if ename == "MemoryError":
-        return "it ran out of memory"
-    return f"it raised {ename}: {evalue}" if evalue else f"it raised {ename}"
-
-
-def _scrub(text: str | None, hidden: list[str]) -> str:
-    if not text:
-        return text or ""
-    keep = [line for line in text.split("\n") if not any(h in line for h in hidden)]
-    return "\n".join(keep)
+def _names(items) -> str:
+    items = [str(i) for i in items or []]
+    return ", ".join(items) if items else "no notebook"
 
 
 def failure_page(student: str, lab: str, result: Outcome | None) -> str:
-    problems = [describe(f) for f in result.problems] if result else []
-    problems = problems or ["the submission has not been graded"]
-    items = "\n".join(f"<li>{html.escape(p)}</li>" for p in problems)
+    """A page for a submission that produced no autograded notebook: what happened, in words a
+    student can act on."""
+    problems: list[Finding] = result.problems if result else []
+    fixable = [STUDENT_WORDS[f.code](f.params) for f in problems if f.code in STUDENT_WORDS]
+    other = [describe(f) for f in problems if f.code not in STUDENT_WORDS]
+    if not problems:
+        other = ["the submission has not been graded yet"]
     score = f"{result.score:g} / {result.max_score:g}" if result else "0 / 0"
-    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(lab)}: "
-            f"feedback for {html.escape(student)}</title></head><body>\n"
-            f"<h1>{html.escape(lab)}: feedback for {html.escape(student)}</h1>\n"
-            f"<p>Score: {score}. Your notebook could not be graded normally:</p>\n<ul>\n{items}\n"
-            "</ul>\n<p>Fix the problem above and run the notebook from the top (Kernel &rarr; "
-            "Restart and Run All) before handing it in again.</p>\n</body></html>\n")
+    items = "\n".join(f"<li>{html.escape(p)}</li>" for p in fixable + other)
+    advice = ("" if fixable else "<p>Check that the notebook runs from the top (Kernel &rarr; "
+              "Restart Kernel and Run All Cells) before handing it in again, or ask your "
+              "instructor.</p>\n")
+    title = f"{html.escape(lab)}: feedback for {html.escape(student)}"
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title></head>"
+            f"<body>\n<h1>{title}</h1>\n<p>Score: {score}. Your submission could not be graded "
+            f"normally:</p>\n<ul>\n{items}\n</ul>\n{advice}</body></html>\n")
