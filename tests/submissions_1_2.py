@@ -152,6 +152,15 @@ LAB1_MISTAKES = {
         "sources": {"d_tanh": "def d_tanh(u):\n    return 1 - u ** 2\n"},
         "fails": ["test_d_tanh"], "message": [TABLE_ERROR, NONZERO_ERROR],
     },
+    "finite differences from lab_utils": {
+        "sources": {"d_exp": '''
+from lab_utils import numerical_gradients
+
+def d_exp(u):
+    return numerical_gradients(lambda t: torch.exp(t).sum(), u)
+'''},
+        "fails": ["test_d_exp"], "message": ["expected a float32 result"],
+    },
     "one-sided difference": {
         "sources": {"central_difference": '''
 def central_difference(f, x, step):
