@@ -31,6 +31,7 @@ from .sandbox import (
     INSIDE_RUN,
     KERNEL_SIDE,
     bwrap_argv,
+    lab_utils_folder,
     remove_cgroup,
     write_identity,
 )
@@ -81,6 +82,13 @@ def _connection(ip: str, key: str) -> dict:
     return info
 
 
+def _pythonpath(kernel_side: str) -> str:
+    """The kernel-side package, then the folder the grader's ``lab_utils`` lies in, so that the
+    kernel imports the same ``lab_utils`` whatever way the kit was installed."""
+    folder = lab_utils_folder()
+    return os.pathsep.join([kernel_side, *([str(Path(folder).parent)] if folder else [])])
+
+
 def _copy_lab_files(source: Path, work: Path) -> None:
     for path in source.iterdir():
         if path.is_file() and path.suffix != ".ipynb" and not path.is_symlink():
@@ -106,7 +114,7 @@ def start_kernel(plan: KernelPlan, number: int) -> KernelHandle:
         write_identity(etc)
         (ipc / "connection.json").write_text(json.dumps(_connection(f"{INSIDE_RUN}/k", key)))
         env = kernel_env(home=INSIDE_HOME, python_bin=str(Path(python).parent),
-                         pythonpath=INSIDE_KIT)
+                         pythonpath=_pythonpath(INSIDE_KIT))
         command = bwrap_argv(work=work, ipc=ipc, matplotlib=mpl, etc=etc, env=env,
                              command=[python, *kernel_args, "-f", f"{INSIDE_RUN}/connection.json"])
     else:
@@ -114,7 +122,7 @@ def start_kernel(plan: KernelPlan, number: int) -> KernelHandle:
         home.mkdir()
         (ipc / "connection.json").write_text(json.dumps(_connection(str(ipc / "k"), key)))
         env = kernel_env(home=str(home), python_bin=str(Path(python).parent),
-                         pythonpath=str(KERNEL_SIDE.parent))
+                         pythonpath=_pythonpath(str(KERNEL_SIDE.parent)))
         env["MPLCONFIGDIR"] = str(mpl)
         command = [python, *kernel_args, "-f", str(ipc / "connection.json")]
     cgroup = f"kit-{os.getpid()}-{number}-{secrets.token_hex(3)}"

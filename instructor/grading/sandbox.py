@@ -97,12 +97,17 @@ def _system_paths() -> list[str]:
     return args
 
 
+def lab_utils_folder() -> str | None:
+    """Where the grader imports ``lab_utils`` from (the kernel imports the same copy)."""
+    import importlib.util
+    spec = importlib.util.find_spec("lab_utils")
+    return str(Path(spec.origin).resolve().parent) if spec and spec.origin else None
+
+
 def code_paths() -> list[str]:
     """What a kernel imports, read-only at its own path: the Python installation, the virtual
     environment and ``lab_utils`` (each only when not already inside another)."""
-    import importlib.util
-    spec = importlib.util.find_spec("lab_utils")
-    lab_utils = str(Path(spec.origin).resolve().parent) if spec and spec.origin else None
+    lab_utils = lab_utils_folder()
     paths = []
     for path in (sys.base_prefix, sys.prefix, lab_utils):
         if path is None:
