@@ -83,8 +83,8 @@ def _connection(ip: str, key: str) -> dict:
 
 
 def _pythonpath(kernel_side: str) -> str:
-    """The kernel-side package, then the folder the grader's ``lab_utils`` lies in, so that the
-    kernel imports the same ``lab_utils`` whatever way the kit was installed."""
+    """Without a sandbox: the kernel-side package, then the folder of the grader's
+    ``lab_utils``, so that the kernel imports the same copy however the kit was installed."""
     folder = lab_utils_folder()
     return os.pathsep.join([kernel_side, *([str(Path(folder).parent)] if folder else [])])
 
@@ -114,7 +114,7 @@ def start_kernel(plan: KernelPlan, number: int) -> KernelHandle:
         write_identity(etc)
         (ipc / "connection.json").write_text(json.dumps(_connection(f"{INSIDE_RUN}/k", key)))
         env = kernel_env(home=INSIDE_HOME, python_bin=str(Path(python).parent),
-                         pythonpath=_pythonpath(INSIDE_KIT))
+                         pythonpath=INSIDE_KIT)
         command = bwrap_argv(work=work, ipc=ipc, matplotlib=mpl, etc=etc, env=env,
                              command=[python, *kernel_args, "-f", f"{INSIDE_RUN}/connection.json"])
     else:

@@ -3,8 +3,8 @@
 Per kernel, bwrap gives new user, PID, IPC, UTS, mount, network and cgroup namespaces, drops
 every capability, runs the kernel as uid/gid 65534 inside (also when the grader is root),
 ``--die-with-parent`` and ``--new-session``. The kernel sees: ``/usr`` (and the ``/lib*``,
-``/bin`` links), the Python environment and ``lab_utils`` read-only at their own paths, the
-kernel-side package read-only at ``/opt/kit``, its working copy (the submission's folder with the
+``/bin`` links), the Python environment read-only at its own paths, ``lab_utils`` and the
+kernel-side package read-only at ``/opt/kit`` (first on its ``PYTHONPATH``), its working copy (the submission's folder with the
 lab's data files) as ``/home/student/work`` (the only writable place besides a private ``/tmp``
 and home), its sockets at ``/run/kit``, its own ``/proc`` and a minimal ``/dev``. Nothing else:
 not the course, the grader's scratch folders, other submissions, ``/root``, ``/home``, ``/etc``
@@ -105,11 +105,10 @@ def lab_utils_folder() -> str | None:
 
 
 def code_paths() -> list[str]:
-    """What a kernel imports, read-only at its own path: the Python installation, the virtual
-    environment and ``lab_utils`` (each only when not already inside another)."""
-    lab_utils = lab_utils_folder()
+    """The Python installation and the virtual environment, read-only at their own paths
+    (``lab_utils`` goes to ``/opt/kit`` with the kernel-side package)."""
     paths = []
-    for path in (sys.base_prefix, sys.prefix, lab_utils):
+    for path in (sys.base_prefix, sys.prefix):
         if path is None:
             continue
         real = os.path.realpath(path)
@@ -139,6 +138,9 @@ def bwrap_argv(*, work: Path, ipc: Path, matplotlib: Path, etc: Path, env: dict[
         args += ["--ro-bind", str(etc / name), f"/etc/{name}"]
     for path in code_paths():  # after the tmpfs mounts, so that a clone under /tmp stays visible
         args += ["--ro-bind", path, path]
+    lab_utils = lab_utils_folder()
+    if lab_utils:
+        args += ["--ro-bind", lab_utils, f"{INSIDE_KIT}/lab_utils"]
     args += ["--ro-bind", str(KERNEL_SIDE), f"{INSIDE_KIT}/kernel_side",
              "--bind", str(work), INSIDE_WORK, "--bind", str(matplotlib), f"{INSIDE_HOME}/.matplotlib",
              "--bind", str(ipc), INSIDE_RUN, "--chdir", INSIDE_WORK, "--clearenv"]
