@@ -14,13 +14,13 @@ Formgrader's "Generate" button both run it):
 
 from __future__ import annotations
 
-import json
 import re
-import shlex
 
 from nbformat.v4 import new_code_cell
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import List, Unicode
+
+from .install_cell import INSTALL_CELL_ID, install_cell_source
 
 #: nbgrader's own generate_assignment steps (0.9), with the kit's two inserted.
 PIPELINE = [
@@ -32,8 +32,6 @@ PIPELINE = [
     "nbgrader.preprocessors.ClearMarkScheme", "nbgrader.preprocessors.ComputeChecksums",
     "nbgrader.preprocessors.CheckCellMetadata", "instructor.plugins.release.AddInstallCell",
 ]
-INSTALL_CELL_ID = "install-lab-utils"
-BUNDLE_ZIP = "backprop-lab-kit-student.zip"
 
 
 class StripTestMarkers(NbGraderPreprocessor):
@@ -49,31 +47,6 @@ class StripTestMarkers(NbGraderPreprocessor):
             cell.source = re.sub(rf"^[ \t]*#[ \t]*(?:{names})[ \t]*(?:\n|$)", "", cell.source,
                                  flags=re.M)
         return cell, resources
-
-
-def install_cell_source(source: str) -> str:
-    """The code of the install cell for pip arguments ``source`` ("" when none was set: then the
-    cell looks for the student bundle's zip next to the notebook)."""
-    shlex.split(source)  # raises ValueError for unbalanced quotes, at release time
-    return f'''\
-#@title Setup for hosted notebooks (Colab, Kaggle): installs lab_utils if it is missing
-# Hosted notebooks have only this file: this cell installs the labs' helper package,
-# lab_utils, when it is missing. Where lab_utils is installed it does nothing.
-import importlib.util
-
-LAB_UTILS_SOURCE = {json.dumps(source)}  # pip arguments, set by your instructor
-if importlib.util.find_spec("lab_utils") is None:
-    import pathlib, shlex, site, subprocess, sys
-    bundles = sorted(pathlib.Path().glob("{BUNDLE_ZIP.removesuffix('.zip')}*.zip"))
-    pip_args = shlex.split(LAB_UTILS_SOURCE) or [str(p) for p in bundles[:1]]
-    if not pip_args:
-        raise RuntimeError("lab_utils is missing and no source is set: upload "
-                           "{BUNDLE_ZIP} (from your instructor) next to "
-                           "this notebook, then run this cell again")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *pip_args], check=True)
-    site.addsitedir(site.getusersitepackages())  # pip's --user fallback
-    importlib.invalidate_caches()
-    import lab_utils  # noqa: F401  (fails here, not in a later cell, if the install failed)'''
 
 
 class AddInstallCell(NbGraderPreprocessor):

@@ -1,8 +1,9 @@
 """Which cells of a submission are the student's, as nbformat or ``json.load`` gives them.
 
 The student's cells are every code cell of the submission except those nbgrader restores from
-the source before it runs anything (a cell whose ``grade_id`` is a locked cell of the source);
-the source's locked code cells are taken from the source itself. Malformed notebooks raise a
+the source before it runs anything (a cell whose ``grade_id`` is a locked cell of the source)
+and the kit's install cell when it is exactly the released one; the source's locked code cells
+are taken from the source itself. Malformed notebooks raise a
 TypeError naming the argument; a cell whose source is not text becomes a :class:`Problem`.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ...plugins.install_cell import is_install_cell
 from .vocabulary import UNREADABLE
 
 
@@ -109,6 +111,8 @@ def split_cells(source_nb: object, submitted_nb: object
         if text is None:
             problems.append(Problem(Cell(index, grade_id, "", False), UNREADABLE,
                                     "source is not text", 1))
+            continue
+        if grade_id is None and is_install_cell(text):  # the kit's own, exactly as released
             continue
         students.append(Cell(index, grade_id, text, False))
     locked = []

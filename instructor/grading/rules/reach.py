@@ -3,8 +3,10 @@
 A rule covers the student's definitions of the ruled name (:func:`roots`; every definition of
 that name counts) and every definition of the notebook they use by name, transitively
 (:func:`reach`): functions, classes with all their methods, module-level values, in the
-student's cells or in the locked ones. Aliases and imports are not followed: they are judged
-where they are used, by their qualified name.
+student's cells or in the locked ones, but not another graded function that has the same rule
+itself (it is judged by that rule on its own, so one mistake costs one function's points).
+Aliases and imports are not followed: they are judged where they are used, by their
+qualified name.
 """
 
 from __future__ import annotations
@@ -40,10 +42,12 @@ def targets(program: Program, name: str) -> list[Definition]:
     return reached
 
 
-def reach(program: Program, function: str, starts: list[Definition]
-          ) -> Iterator[tuple[Definition, tuple[str, ...]]]:
+def reach(program: Program, function: str, starts: list[Definition],
+          stop: frozenset[str] = frozenset()) -> Iterator[tuple[Definition, tuple[str, ...]]]:
     """(definition, chain) for every definition reached from ``starts``, nearest first, its
-    facts listed; ``chain`` names the calls followed from ``function`` to it."""
+    facts listed; ``chain`` names the calls followed from ``function`` to it. Calls to the names
+    in ``stop`` (other graded functions judged by the same rule on their own) are not
+    followed."""
     queue = deque((start, (function,)) for start in starts)
     seen = {id(d) for d in starts}
     while queue:
@@ -51,6 +55,8 @@ def reach(program: Program, function: str, starts: list[Definition]
         program.facts(definition.unit)
         yield definition, chain
         for name, _ in definition.edges:
+            if name in stop:
+                continue
             for target in targets(program, name):
                 if id(target) not in seen:
                     seen.add(id(target))
