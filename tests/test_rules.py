@@ -1,7 +1,9 @@
 """The rule checker (instructor.grading.rules) reads submissions without running them: every
 way around Lab 3's by-hand rule in the catalogue is caught at the right construct and line, no
-honest style and no lab's own solution or blank notebook is ever flagged, suspicious code is
-flagged with the right code, and hostile cells give flags instead of crashing the grader."""
+honest style and no lab's own solution or blank notebook is ever flagged, a graded function is
+charged only for its own breaks, the kit's install cell is the kit's only as released,
+suspicious code is flagged with the right code, and hostile cells give flags instead of
+crashing the grader."""
 
 from __future__ import annotations
 
@@ -29,22 +31,13 @@ import lab_utils
 from instructor.grading import rules as rules_module
 from instructor.grading.rules import Flag, Violation, check_rules, review, rules_of, scan
 from instructor.grading.rules import sentences as rule_words
-from instructor.grading.rules.forbidden import GRADIENT_HELPER_NAMES
-from instructor.grading.rules.parsing import _parse_cached
+from instructor.grading.rules.forbidden import GRADIENT_HELPER_NAMES, rule_family
+from instructor.grading.rules.parsing import MAX_CELLS, _parse_cached
+from instructor.grading.rules.vocabulary import GRADIENT_HELPERS, PROHIBITIVE
 from instructor.notebooks import MARKER_LINE
 from instructor.notebooks import grade_id as graded_id
+from instructor.plugins.install_cell import install_cell_source
 from labs import discover_labs, solution_path, student_path
-
-# rules the suite adds to each lab's source until the lab declares its own
-LAB_RULES = {
-    "lab1_chain_rule": dict.fromkeys(
-        ["d_tanh", "d_sigmoid", "d_exp", "d_log", "d_square", "affine_jacobians",
-         "chain_derivative", "chain_jacobian", "path_sum_derivative", "reuse_derivative"],
-        ["by_hand"]),
-    "lab2_dynamic_programming": dict.fromkeys(
-        ["adjoints_tab", "adjoints_memo", "adjoints_all_paths"], ["by_hand"]),
-    LAB: LAB3_RULES,
-}
 
 
 def read(path):
@@ -52,14 +45,24 @@ def read(path):
 
 
 def ruled_source(lab: str):
-    """The lab's source notebook, with the suite's rules when it declares none itself."""
-    source = read(solution_path(lab))
-    return source if rules_of(source) else with_rules(source, LAB_RULES.get(lab, {}))
+    """The lab's source notebook, with the rules its solution cells declare."""
+    return read(solution_path(lab))
 
 
 @pytest.fixture(scope="module")
 def lab3():
     return ruled_source(LAB), read(student_path(LAB))
+
+
+def position(nb, grade_id: str) -> int:
+    """The index of the cell ``grade_id`` in ``nb``."""
+    return next(i for i, c in enumerate(nb.cells) if graded_id(c) == grade_id)
+
+
+def prohibitive_functions(source) -> set[str]:
+    """The graded functions of ``source`` with a rule that forbids something."""
+    return {name for name, rules in rules_of(source).items()
+            if any(rule in PROHIBITIVE for rule in rules)}
 
 
 def added(nb, *sources: str, at: int | None = None):
@@ -137,14 +140,19 @@ def test_honest_styles_carry_no_violation_and_no_flag(lab3, name):
     assert violations == [] and flags == []
 
 
+# the solution cells a student's backward may use, run before it as a kernel would
+SOLUTION_CELLS = ("forward", "loss_accuracy", "softmax_jacobian", "cross_entropy_grad",
+                  "output_error")
+
+
 def _namespace(source_nb) -> dict:
-    """A namespace with the notebook's setup and the solution's forward pass, as a kernel
-    would have it when the student's backward cell runs."""
+    """A namespace with the notebook's setup and the solution's functions that come before
+    backward, as a kernel would have it when the student's backward cell runs."""
     namespace = {"__name__": "__main__"}
     exec("import torch\nimport torch.nn.functional as F\nimport lab_utils\n"
          "device = torch.device('cpu')\n", namespace)
     for cell in source_nb.cells:
-        if graded_id(cell) in ("forward", "loss_accuracy"):
+        if graded_id(cell) in SOLUTION_CELLS:
             exec(MARKER_LINE.sub("", cell.source), namespace)
     return namespace
 
@@ -152,8 +160,9 @@ def _namespace(source_nb) -> dict:
 @pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
 @pytest.mark.parametrize("name", sorted(n for n, e in {**ATTACKS, **HONEST}.items() if e.runs))
 def test_each_catalogue_entry_really_computes_the_gradients(lab3, name):
-    """The attacks are real (they get the right gradients, just not by hand) and the honest
-    styles are correct solutions."""
+    """The attacks are real (they get every value Lab 3's backward returns right, the
+    per-sample steps and the parameter gradients, just not by hand) and the honest styles are
+    correct solutions: both pass the lab's own step-by-step check."""
     source, _ = lab3
     entry: Submission = {**ATTACKS, **HONEST}[name]
     namespace = _namespace(source)
@@ -167,10 +176,13 @@ def test_each_catalogue_entry_really_computes_the_gradients(lab3, name):
     with torch.no_grad():
         outputs = namespace["forward"](params, X)
     grads = namespace["backward"](params, outputs, Y)
-    reference = lab_utils.mlp_reference_gradients(params, X, Y)
+    reference = lab_utils.backward_reference(params, X, Y)
+    assert set(reference) == {"delta_y", "grad_h", "delta_h", "Wh", "bh", "Wy", "by"}
     for key, want in reference.items():
-        torch.testing.assert_close(grads[key].detach().to(want.dtype), want, rtol=1e-4,
-                                   atol=1e-5)
+        assert key in grads, f"{name} returns no {key!r}"
+        torch.testing.assert_close(grads[key].detach(), want, rtol=1e-4, atol=1e-5)
+    lab_utils.check_backward_steps({k: v.detach() for k, v in grads.items()}, params, X, Y,
+                                   verbose=False)
 
 
 @pytest.mark.parametrize("setup, construct, resolved", [
@@ -194,7 +206,8 @@ def test_each_catalogue_entry_really_computes_the_gradients(lab3, name):
 def test_names_are_resolved_through_every_kind_of_alias(lab3, setup, construct, resolved):
     source, release = lab3
     backward = f"def backward(params, outputs, Y):\n    return {construct}\n"
-    nb = replaced(added(filled(release, source), setup, at=21), "backward", backward)
+    correct = filled(release, source)
+    nb = replaced(added(correct, setup, at=position(correct, "backward")), "backward", backward)
     violations = check_rules(source, nb)
     assert any((v.construct, v.resolved, v.cell, v.line) == (construct, resolved, "backward", 2)
                for v in violations), violations
@@ -204,9 +217,11 @@ def test_scopes_decide_what_a_name_means(lab3):
     """A local that shadows a global alias is harmless; a lambda's parameter does not hide
     the global from the code around it."""
     source, release = lab3
-    correct = added(filled(release, source), "g = torch.autograd.grad", at=21)
+    correct = filled(release, source)
+    correct = added(correct, "g = torch.autograd.grad", at=position(correct, "backward"))
     honest = HONEST["matmul_operator"].backward.replace(
         "    B = Y.shape[0]\n", "    g = Y.shape[0]\n    B = g\n")
+    assert "g = Y.shape[0]" in honest
     assert check_rules(source, replaced(correct, "backward", honest)) == []
     sneaky = ("def backward(params, outputs, Y):\n    ignore = (lambda g: g)(0)\n"
               "    return g\n")
@@ -219,7 +234,7 @@ def test_scopes_decide_what_a_name_means(lab3):
 @pytest.mark.parametrize("lab", discover_labs())
 def test_solution_and_blank_notebooks_give_no_violation_and_no_flag(lab):
     source = ruled_source(lab)
-    assert rules_of(source) or lab not in LAB_RULES
+    assert rules_of(source), f"{lab} declares no rules"
     release = read(student_path(lab))
     for name, nb in [("solution", filled(release, source)), ("blank", release),
                      ("source", source)]:
@@ -247,6 +262,10 @@ def test_a_whole_notebook_is_checked_well_under_100_ms(lab3):
     ("lab1_chain_rule", "affine_jacobians", "affine_reference",
      "torch.autograd.functional.jacobian"),
     ("lab2_dynamic_programming", "adjoints_tab", "torch_adjoints", "Tensor.backward"),
+    (LAB, "softmax_jacobian", "_reference_softmax_jacobian",
+     "torch.autograd.functional.jacobian"),
+    (LAB, "cross_entropy_grad", "_reference_cross_entropy_grad", "lab_utils.autograd_gradients"),
+    (LAB, "backward", "_reference_backward", "lab_utils.backward_reference"),
 ])
 def test_a_ruled_function_that_calls_the_tests_own_reference_breaks_its_rule(
         lab, function, helper, resolved):
@@ -261,6 +280,12 @@ def test_a_ruled_function_that_calls_the_tests_own_reference_breaks_its_rule(
                         "    inputs = {n.name: n.value for n in graph if n.op == 'input'}\n"
                         "    adjoints = torch_adjoints(spec, inputs)\n"
                         "    return {k: float(v) for k, v in adjoints.items()}\n",
+        "softmax_jacobian": "def softmax_jacobian(yhat):\n"
+                            "    return _reference_softmax_jacobian(yhat)\n",
+        "cross_entropy_grad": "def cross_entropy_grad(yhat, y):\n"
+                              "    return _reference_cross_entropy_grad(yhat, y)\n",
+        "backward": "def backward(params, outputs, Y):\n"
+                    "    return _reference_backward(params, outputs, Y)\n",
     }[function]
     nb = replaced(filled(read(student_path(lab)), source), function, cheat)
     violations = check_rules(source, nb)
@@ -295,17 +320,26 @@ def test_own_softmax_forbids_a_library_softmax(lab3, softmax, resolved):
 
 
 def test_own_softmax_follows_a_call_into_a_locked_test_helper(lab3):
-    """The test cells define _reference_outputs (with torch.softmax) in two cells: calling it
-    from forward reaches both definitions, read from the source."""
+    """The locked helpers cell defines _reference_forward with torch.softmax: calling it from
+    forward is caught there, in the locked cell read from the source, at that cell's place in
+    the submission. A second definition of the name in a student's cell counts as well."""
     source, release = lab3
     nb = replaced(filled(release, source), "forward",
-                   FORWARD.format(softmax="_reference_outputs(params, X)['yhat']"))
-    violations = check_rules(source, nb)
-    helpers = [c for c in source.cells if "def _reference_outputs" in c.source]
-    assert len(helpers) == 2
-    assert sorted((v.resolved, v.cell, v.chain, v.line) for v in violations) == sorted(
-        ("torch.softmax", graded_id(c), ("forward", "_reference_outputs"),
-         line_of(c.source, "torch.softmax")) for c in helpers)
+                  FORWARD.format(softmax="_reference_forward(params, X)['yhat']"))
+    helpers = next(c for c in source.cells if graded_id(c) == "test_helpers")
+    assert helpers.metadata["nbgrader"]["locked"]
+    in_helpers = ("forward", "torch.softmax", "test_helpers", position(nb, "test_helpers"),
+                  ("forward", "_reference_forward"),
+                  line_of(helpers.source, '"yhat": torch.softmax('))
+    assert [(v.function, v.resolved, v.cell, v.index, v.chain, v.line)
+            for v in check_rules(source, nb)] == [in_helpers]
+    mine = "def _reference_forward(params, X):\n    return {'yhat': F.softmax(X, dim=1)}\n"
+    nb = added(nb, mine, at=position(nb, "forward"))
+    assert sorted((v.resolved, v.cell, v.index, v.chain, v.line)
+                  for v in check_rules(source, nb)) == sorted([
+        in_helpers[1:],
+        ("torch.nn.functional.softmax", None, position(nb, "forward") - 1,
+         ("forward", "_reference_forward"), 2)])
 
 
 def test_uses_autograd_needs_a_gradient_computation_but_not_in_the_blank_stub(lab3):
@@ -325,14 +359,33 @@ def test_uses_autograd_needs_a_gradient_computation_but_not_in_the_blank_stub(la
     helper = added(replaced(filled(release, source), "autograd_step", by_hand.replace(
         "sgd(params, backward(params, outputs, Y), eta)", "_update(params, loss, eta)")),
         "def _update(params, loss, eta):\n    loss.backward()\n    for p in params.values():\n"
-        "        p -= eta * p.grad\n        p.grad.zero_()\n", at=40)
+        "        p -= eta * p.grad\n        p.grad.zero_()\n",
+        at=position(release, "autograd_step"))
     assert check_rules(source, helper) == []  # gradients from a helper of its own count
 
 
+TRAIN_MINIBATCH = """def train_minibatch(params, X, Y, eta, batch_size, epochs, generator):
+    losses = []
+    for _ in range(epochs):
+        order = torch.randperm(X.shape[0], generator=generator).to(X.device)
+        for start in range(0, X.shape[0], batch_size):
+            rows = order[start:start + batch_size]
+            outputs = forward(params, X[rows])
+            loss, _ = loss_accuracy(outputs["yhat"], Y[rows])
+            sgd(params, backward(params, outputs, Y[rows]), eta)
+            losses.append(float(loss))
+    return losses
+"""
+
+
 def test_a_ruled_function_may_call_another_graded_function_but_not_autograd_step(lab3):
+    """forward has no by_hand rule, so backward's call to it is followed and forward's code
+    judged by by_hand too (it passes); autograd_step has no by_hand rule either, so a backward
+    or a train_minibatch that calls it is charged for the autograd inside it."""
     source, release = lab3
     calls_forward = HONEST["matmul_operator"].backward.replace(
-        "delta_y = outputs['yhat'] - Y", "delta_y = forward(params, outputs['X'])['yhat'] - Y")
+        'delta_y = outputs["yhat"] - Y', 'delta_y = forward(params, outputs["X"])["yhat"] - Y')
+    assert "forward(params" in calls_forward
     nb = replaced(filled(release, source), "backward", calls_forward)
     assert check_rules(source, nb) == []
     cheat = ("def backward(params, outputs, Y):\n"
@@ -342,6 +395,74 @@ def test_a_ruled_function_may_call_another_graded_function_but_not_autograd_step
     violations = check_rules(source, replaced(filled(release, source), "backward", cheat))
     assert ("backward", ("backward", "autograd_step"), "Tensor.backward") in {
         (v.function, v.chain, v.resolved) for v in violations}
+    steps_with_autograd = TRAIN_MINIBATCH.replace(
+        '            outputs = forward(params, X[rows])\n'
+        '            loss, _ = loss_accuracy(outputs["yhat"], Y[rows])\n'
+        '            sgd(params, backward(params, outputs, Y[rows]), eta)\n'
+        '            losses.append(float(loss))\n',
+        '            losses.append(autograd_step(params, X[rows], Y[rows], eta))\n')
+    assert "autograd_step" in steps_with_autograd and "sgd" not in steps_with_autograd
+    nb = replaced(filled(release, source), "train_minibatch", steps_with_autograd)
+    violations = check_rules(source, nb)
+    assert {(v.function, v.chain, v.cell) for v in violations} == {
+        ("train_minibatch", ("train_minibatch", "autograd_step"), "autograd_step")}
+    assert "Tensor.backward" in {v.resolved for v in violations}
+
+
+# graded functions with a cheat that breaks their own by_hand rule, and graded functions
+# that call them (as the lab's solution does)
+CHEATS = {
+    "softmax_jacobian": ("def softmax_jacobian(yhat):\n"
+                         "    return torch.autograd.functional.jacobian(\n"
+                         "        lambda s: torch.softmax(s, dim=0), yhat.log())\n",
+                         "output_error"),
+    "cross_entropy_grad": ("def cross_entropy_grad(yhat, y):\n"
+                           "    return lab_utils.autograd_gradients(\n"
+                           "        lambda p: -(y * p.log()).sum(), yhat)\n",
+                           "output_error"),
+    "backward": (ATTACKS["alias_inside_the_function"].backward, "train_minibatch"),
+    "sgd": ("def sgd(params, grads, eta):\n"
+            "    for name, tensor in params.items():\n"
+            "        tensor.grad = grads[name]\n"
+            "    torch.optim.SGD(params.values(), lr=eta).step()\n",
+            "train_minibatch"),
+}
+
+
+@pytest.mark.parametrize("cheated", sorted(CHEATS))
+def test_a_graded_function_is_not_charged_for_another_judged_by_the_same_rule(lab3, cheated):
+    """One cheat costs one function's points: output_error calls softmax_jacobian and
+    cross_entropy_grad, train_minibatch calls backward and sgd, all by_hand; a cheat in a
+    callee is a violation of the callee only."""
+    source, release = lab3
+    cheat, caller = CHEATS[cheated]
+    assert rules_of(source)[caller] == rules_of(source)[cheated] == ("by_hand",)
+    correct = filled(release, source)
+    caller_cell = next(c for c in correct.cells if graded_id(c) == caller)
+    assert re.search(rf"\b{cheated}\(", caller_cell.source)  # the solution calls it
+    violations = check_rules(source, replaced(correct, cheated, cheat))
+    assert violations and {(v.function, v.cell, v.chain[:1]) for v in violations} == {
+        (cheated, cheated, (cheated,))}, violations
+
+
+def test_a_helper_that_is_not_graded_is_charged_to_every_function_that_calls_it(lab3):
+    """The helper is no graded function: backward and train_minibatch both reach it, and
+    each is charged for it."""
+    source, release = lab3
+    helper = ATTACKS["executor"].extra[0]
+    backward = ("def backward(params, outputs, Y):\n"
+                "    return _autograd_grads(params, outputs, Y)\n")
+    train = TRAIN_MINIBATCH.replace("backward(params, outputs, Y[rows])",
+                                    "_autograd_grads(params, outputs, Y[rows])")
+    assert "_autograd_grads" in train
+    nb = replaced(replaced(filled(release, source), "backward", backward), "train_minibatch",
+                  train)
+    nb = added(nb, helper, at=position(nb, "backward"))
+    violations = check_rules(source, nb)
+    assert {(v.function, v.chain) for v in violations} == {
+        ("backward", ("backward", "_autograd_grads")),
+        ("train_minibatch", ("train_minibatch", "_autograd_grads"))}
+    assert {v.index for v in violations} == {position(nb, "backward") - 1}
 
 
 # ------------------------------------------------- Lab 4's own engine: .grad and .backward
@@ -455,8 +576,11 @@ SUSPICIOUS = {  # name: (a cell the student adds, flag code, resolved, text on t
                        "builtins.isinstance", "isinstance"),
     "builtins_namespace": ("__builtins__['len'] = lambda x: 0", "interpreter",
                            "__builtins__", "len"),
-    "rebind_a_test_helper": ("def _refuse_autograd(_):\n    return None", "rebind",
-                             "_refuse_autograd", "def"),
+    "rebind_a_test_helper": ("def _difference(got, want, name):\n    return None", "rebind",
+                             "_difference", "def"),
+    "rebind_a_test_guard": ("import contextlib\n"
+                            "without_autograd = lambda what: contextlib.nullcontext()",
+                            "rebind", "lab_utils.testing.without_autograd", "without_autograd ="),
     "rebind_an_import": ("F = None", "rebind", "torch.nn.functional", "F ="),
     "exec": ("exec(open('helper.py').read())", "dynamic_code", "builtins.exec", "exec"),
     "eval": ("eval('1 + 1')", "dynamic_code", "builtins.eval", "eval"),
@@ -574,6 +698,55 @@ def test_cells_the_source_locks_are_restored_and_forged_locks_are_student_code(l
     assert [(f.code, f.cell) for f in scan(source, nb)] == [("exit", "my_setup")]
 
 
+def test_the_install_cell_as_released_is_the_kits_whatever_source_it_names(lab3_correct):
+    """The released notebook starts with the kit's install cell (pip in a subprocess when
+    lab_utils is missing); exactly as released, with or without an instructor's pip source,
+    it is not the student's code."""
+    source, correct = lab3_correct
+    install = correct.cells[0]
+    assert install.metadata["kit"]["install_cell"] and graded_id(install) is None
+    assert install.source == install_cell_source("")
+    assert review(source, correct) == ([], [])
+    nb = copy.deepcopy(correct)
+    nb.cells[0].source = install_cell_source("git+https://example.org/kit.git@v1 --user")
+    assert review(source, nb) == ([], [])
+
+
+def _forged_install_cells(released: str) -> dict[str, str]:
+    lines = released.split("\n")
+    at = next(i for i, line in enumerate(lines) if line.startswith("LAB_UTILS_SOURCE = "))
+    hidden = lines[at].replace('""', '"" or __import__("os").getcwd()', 1)
+    return {"one line more": released + "\n# my notes",
+            "one import more": released + "\nfrom torch.autograd import grad as _steps",
+            "code on the source line": "\n".join(lines[:at] + [hidden] + lines[at + 1:])}
+
+
+@pytest.mark.parametrize("forgery", ["one line more", "one import more",
+                                     "code on the source line"])
+def test_a_forged_install_cell_is_a_student_cell(lab3_correct, forgery):
+    """Anything but the released code makes the cell the student's: its pip subprocess is
+    flagged like any student's, and nothing else in the notebook is."""
+    source, correct = lab3_correct
+    nb = copy.deepcopy(correct)
+    nb.cells[0].source = _forged_install_cells(correct.cells[0].source)[forgery]
+    assert nb.cells[0].source.count("\n") - correct.cells[0].source.count("\n") <= 1
+    flags = scan(source, nb)
+    assert ("process", "subprocess.run", 0) in {(f.code, f.resolved, f.index) for f in flags}
+    assert {f.index for f in flags} == {0}, flags
+
+
+def test_what_a_forged_install_cell_defines_is_read(lab3_correct):
+    """A by-hand function that uses a name the forged install cell imports is caught."""
+    source, correct = lab3_correct
+    nb = copy.deepcopy(correct)
+    nb.cells[0].source = _forged_install_cells(correct.cells[0].source)["one import more"]
+    backward = ATTACKS["alias_from_import"].backward.replace("A.grad(", "_steps(")
+    assert "_steps(" in backward
+    violations = check_rules(source, replaced(nb, "backward", backward))
+    assert ("backward", "_steps", "torch.autograd.grad") in {
+        (v.function, v.construct, v.resolved) for v in violations}
+
+
 def test_ruled_code_in_a_markdown_answer_cell_does_not_run_and_is_not_read(lab3_correct):
     source, correct = lab3_correct
     nb = copy.deepcopy(correct)
@@ -608,22 +781,32 @@ def test_hostile_cells_give_a_flag_quickly_and_never_crash(lab3_correct, name):
     assert time.perf_counter() - start < 3
     assert [f.code for f in flags] == [code_], flags
     if code_ == "unreadable":  # it may run: every ruled function is unverifiable
-        assert {v.function for v in violations} == set(LAB3_RULES) - {"autograd_step"}
+        assert {v.function for v in violations} == prohibitive_functions(source)
         assert {v.code for v in violations} == {"unverifiable"}
     else:  # IPython cannot run it either: it defines nothing
         assert violations == []
 
 
 def test_a_notebook_with_too_many_cells_or_junk_cells_is_bounded(lab3_correct):
+    """The checker reads the first MAX_CELLS student cells (code cells that are neither locked
+    in the source nor the kit's install cell) and reports the rest in one flag, on the first
+    cell it did not read."""
     source, correct = lab3_correct
     nb = added(correct, *["x = 1"] * 5_000)
     nb.cells += ["junk", None, {"cell_type": "code", "source": 42, "metadata": []}]
+    assert correct.cells[0].metadata["kit"]["install_cell"]  # released: not counted
+    locked = {graded_id(c) for c in source.cells if c.metadata.get("nbgrader", {}).get("locked")}
+    student = [i for i, c in enumerate(nb.cells) if isinstance(c, dict)
+               and c.get("cell_type") == "code" and isinstance(c.get("source"), str)
+               and graded_id(c) not in locked and i != 0]
     start = time.perf_counter()
     flags = scan(source, nb)
     assert time.perf_counter() - start < 3
-    assert [(f.code, f.construct) for f in flags] == [
-        ("unreadable", "this and 4027 more cells are beyond the notebook's size limit"),
-        ("unreadable", "source is not text")]
+    rest = len(student) - MAX_CELLS
+    assert [(f.code, f.construct, f.index) for f in flags] == [
+        ("unreadable", f"this and {rest - 1} more cells are beyond the notebook's size limit",
+         student[MAX_CELLS]),
+        ("unreadable", "source is not text", len(nb.cells) - 1)]
 
 
 def test_arguments_that_are_not_notebooks_are_refused_by_name(lab3):
@@ -648,12 +831,35 @@ def test_rules_of_reads_the_source_only_and_refuses_malformed_rules(lab3):
         rules_of(locked)
 
 
+# lab_utils' modules that compute or compare gradients (with autograd, or finite differences)
+GRADIENT_MODULES = ("lab_utils.checking", "lab_utils.mlp", "lab_utils.diagnosis",
+                    "lab_utils.backward_steps", "lab_utils.engine_graphs",
+                    "lab_utils.engine_check")
+
+
 def test_gradient_helpers_follow_lab_utils():
-    """Every public lab_utils function from its gradient modules is a forbidden helper."""
-    modules = {"lab_utils.checking", "lab_utils.mlp", "lab_utils.diagnosis"}
+    """Every lab_utils module that computes or compares gradients is forbidden to by-hand
+    code, whether a name is imported from the module itself or from lab_utils."""
     exported = {name for name in lab_utils.__all__
-                if getattr(getattr(lab_utils, name), "__module__", "") in modules}
+                if getattr(getattr(lab_utils, name), "__module__", "") in GRADIENT_MODULES}
+    assert {"backward_reference", "mlp_reference_gradients", "check_backward"} <= exported
     assert exported <= GRADIENT_HELPER_NAMES
+    for name in exported:
+        assert rule_family("by_hand", f"lab_utils.{name}") == GRADIENT_HELPERS, name
+    for module in GRADIENT_MODULES:
+        assert rule_family("by_hand", f"{module}.anything") == GRADIENT_HELPERS, module
+
+
+def test_a_gradient_helper_imported_from_its_own_module_breaks_by_hand():
+    """Lab 1's d_tanh from the autograd references that Lab 4's checks use."""
+    lab = "lab1_chain_rule"
+    source = ruled_source(lab)
+    cheat = ("from lab_utils.engine_graphs import local_rule_reference\n\n\n"
+             "def d_tanh(u):\n"
+             "    return torch.tensor(local_rule_reference('tanh', [(float(v),) for v in u]))\n")
+    nb = replaced(filled(read(student_path(lab)), source), "d_tanh", cheat)
+    assert [(v.function, v.resolved, v.family, v.line) for v in check_rules(source, nb)] == [
+        ("d_tanh", "lab_utils.engine_graphs.local_rule_reference", GRADIENT_HELPERS, 5)]
 
 
 def test_violations_and_flags_are_plain_frozen_data():
@@ -669,10 +875,11 @@ def test_violations_and_flags_are_plain_frozen_data():
 
 def test_rule_words_name_the_function_the_construct_and_the_line(lab3):
     source, release = lab3
-    violations = check_rules(source, submission(release, source, ATTACKS["alias_from_import"]))
+    entry = ATTACKS["alias_from_import"]
+    violations = check_rules(source, submission(release, source, entry))
     sentence = rule_words.describe(next(v for v in violations if v.construct == "A.grad"))
-    assert sentence == ("`backward` must be written by hand, but line 4 of cell `backward` "
-                        "uses `A.grad` (`torch.autograd.grad`, autograd).")
+    assert sentence == (f"`backward` must be written by hand, but line {entry.line()} of cell "
+                        "`backward` uses `A.grad` (`torch.autograd.grad`, autograd).")
     chained = check_rules(source, submission(release, source,
                                              ATTACKS["helper_in_another_cell"]))
     sentence = rule_words.describe(next(v for v in chained if v.construct == "loss.backward"))

@@ -36,6 +36,7 @@ from traitlets import Integer
 
 from ..notebooks import grade_id, is_context_cell, is_locked, is_test_cell
 from .replay import Verdict, graded_names, replay_notebook
+from .rules.syntax import parse_python
 
 PROLOGUE = '__import__("kernel_side").locked_cell'
 PIPELINE = ["instructor.grading.preprocessors.PrepareCells", "nbgrader.preprocessors.Execute",
@@ -89,7 +90,7 @@ def _names_used_by_helpers(source_nb) -> dict[str, set[str]]:
         if not is_context_cell(cell):
             continue
         try:
-            tree = ast.parse(cell.source)
+            tree = parse_python(cell.source)
         except SyntaxError:
             continue
         for node in tree.body:

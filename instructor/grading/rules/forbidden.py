@@ -48,8 +48,11 @@ GRADIENT_COMPUTATIONS = table(
 GRADIENT_HELPER_NAMES = table(
     "GradientReport", "autograd_gradients", "check_gradients", "check_gradients_numerically",
     "compare_gradients", "numerical_gradients", "diagnose", "check_mlp_gradients", "mlp_loss",
-    "mlp_reference_gradients")
-GRADIENT_HELPER_MODULES = table("lab_utils.checking", "lab_utils.mlp", "lab_utils.diagnosis")
+    "mlp_reference_gradients", "backward_reference", "check_backward_steps",
+    "compare_backward_steps", "check_local_rules", "check_topological_order", "check_backward")
+GRADIENT_HELPER_MODULES = table(
+    "lab_utils.checking", "lab_utils.mlp", "lab_utils.diagnosis", "lab_utils.backward_steps",
+    "lab_utils.engine_graphs", "lab_utils.engine_check")
 
 
 def autograd_family(name: str) -> str | None:

@@ -6,15 +6,22 @@ Shapes: a *node* is an :mod:`ast` node; qualified names are strings (``torch.aut
 from __future__ import annotations
 
 import ast
+import threading
 import warnings
 
 FUNCTION_NODES = (ast.FunctionDef, ast.AsyncFunctionDef)
 COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 
 
+# CPython 3.11 before 3.11.8 keeps the AST converter's recursion depth in state shared by all
+# threads, so two parses at once can fail with "AST constructor recursion depth mismatch";
+# the grader reviews submissions from several threads, so parses take turns.
+_PARSING = threading.Lock()
+
+
 def parse_python(text: str) -> ast.Module:
     """``ast.parse``, quiet about the warnings the compiler would print (invalid escapes)."""
-    with warnings.catch_warnings():
+    with _PARSING, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return ast.parse(text)
 

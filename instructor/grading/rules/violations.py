@@ -134,8 +134,10 @@ def violations(analysis: Analysis, ruled: dict[str, tuple[str, ...]]) -> list[Vi
             if rule == "uses_autograd":
                 found.update(dict.fromkeys(_missing_autograd(analysis, function, starts)))
                 continue
-            judged = frozenset(g for g, theirs in ruled.items() if g != function and rule in theirs)
-            for definition, chain in reach(program, function, starts, judged):
+            # other graded functions with this rule are judged by it on their own
+            alone = frozenset(g for g, theirs in ruled.items()
+                              if g != function and rule in theirs)
+            for definition, chain in reach(program, function, starts, alone):
                 reached.add(id(definition))
                 for fact in definition.facts:
                     judged = _judgement(fact, rule, analysis.engine)
