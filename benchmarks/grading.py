@@ -52,8 +52,8 @@ def make_class(root: Path, lab: str, source: Path, class_size: int) -> Course:
     if class_size < 1:
         raise ValueError(f"class_size: expected an int >= 1, got {class_size}")
     course = build_course(root, {lab: source})
-    run_nbgrader("generate_assignment", lab, "--force", "--db",
-                 f"sqlite:///{root / 'release.db'}", cwd=root)
+    # the assignment in the course's gradebook, as an instructor's release leaves it
+    run_nbgrader("generate_assignment", lab, "--force", "--db", course.db_url, cwd=root)
     for notebook in sorted((course.solutions / lab).glob("*.ipynb")):
         release = nbformat.read(course.notebooks / lab / notebook.name, as_version=4)
         solved = answered(release, nbformat.read(notebook, as_version=4))

@@ -47,8 +47,8 @@ RULES_EVALUATED_AGAIN = ("local rules were evaluated {calls} times for {nodes} n
                          "twice; visit each node once, in topological order, and evaluate its "
                          "rule once")
 OVERWRITTEN = ("{node!r} is used {uses} times but its gradient holds a single contribution: a "
-               "gradient was overwritten instead of accumulated; add each contribution, "
-               "parent.grad += node.grad * local (never parent.grad = ...)")
+               "gradient was overwritten instead of accumulated; add every user's "
+               "contribution to the parent's gradient (+=), never assign it (=)")
 VISITED_EARLY = ("{node!r} got its share from {users} before that gradient was complete: a node "
                  "was visited before all the nodes that use it; visit every node after all its "
                  "users (the order topological_order promises)")
@@ -164,24 +164,24 @@ def diagnose_local_rule(op: str, points: Sequence[Sequence[float]],
 
 
 def _breadth_first(parents: Mapping[str, Sequence[str]], root: str) -> list[str]:
-    order, seen = [root], {root}
+    order, queued = [root], {root}
     for node in order:
         for parent in parents[node]:
-            if parent not in seen:
-                seen.add(parent)
+            if parent not in queued:
+                queued.add(parent)
                 order.append(parent)
     return order
 
 
 def _pre_order(parents: Mapping[str, Sequence[str]], root: str, reverse: bool) -> list[str]:
-    order, seen, stack = [], set(), [root]
-    while stack:
-        node = stack.pop()
-        if node in seen:
+    order, done, pending = [], set(), [root]
+    while pending:
+        node = pending.pop()
+        if node in done:
             continue
-        seen.add(node)
+        done.add(node)
         order.append(node)
-        stack.extend(parents[node] if reverse else reversed(parents[node]))
+        pending.extend(parents[node] if reverse else reversed(parents[node]))
     return order
 
 
@@ -273,7 +273,7 @@ def diagnose_sweep(parents: Mapping[str, Sequence[str]], local: Mapping[str, Seq
     if all(close(got[n], sum(local[u][k] for u, k in uses[n])) for n in inner) and any(
             not close(got[n], sum(terms(n))) for n in inner):
         return ("each parent received the local derivative alone: the chain rule multiplies "
-                "it by the node's gradient, parent.grad += node.grad * local")
+                "it by the gradient of the node that uses the parent")
     for name in [n for n in inner if len(uses[n]) > 1]:
         if not close(got[name], sum(terms(name))) and any(close(got[name], t) for t in terms(name)):
             return OVERWRITTEN.format(node=name, uses=len(uses[name]))

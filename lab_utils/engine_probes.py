@@ -268,14 +268,14 @@ def run_sgd_step(value_class: type, sgd_step: Callable, data: Sequence[float],
 def graph_nodes(root: Any) -> list[Any]:
     """Every node ``root`` depends on (``root`` included), each once, found through
     ``.parents`` with an explicit stack (no order promised)."""
-    seen, stack, found = {id(root)}, [root], []
-    while stack:
-        node = stack.pop()
+    known, pending, found = {id(root)}, [root], []
+    while pending:
+        node = pending.pop()
         found.append(node)
         for parent in node.parents:
-            if id(parent) not in seen:
-                seen.add(id(parent))
-                stack.append(parent)
+            if id(parent) not in known:
+                known.add(id(parent))
+                pending.append(parent)
     return found
 
 

@@ -23,16 +23,16 @@ LEAF_COLOR, OP_COLOR, ROOT_COLOR = "#dbe9f6", "#f3f3f3", "#fde2c8"
 
 def _nodes(root: Any, limit: int) -> list[Any]:
     """Every node root depends on, each once (no order), or ValueError past ``limit``."""
-    seen, stack, found = {id(root)}, [root], []
-    while stack:
-        node = stack.pop()
+    known, pending, found = {id(root)}, [root], []
+    while pending:
+        node = pending.pop()
         found.append(node)
         if len(found) > limit:
             raise ValueError(f"root: expected a graph of at most {limit} nodes to draw, got more")
         for parent in node.parents:
-            if id(parent) not in seen:
-                seen.add(id(parent))
-                stack.append(parent)
+            if id(parent) not in known:
+                known.add(id(parent))
+                pending.append(parent)
     return found
 
 

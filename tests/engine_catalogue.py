@@ -349,7 +349,7 @@ def buggy_engines() -> list[Engine]:
                {"test_backward_reuse": "the sweep visited the nodes from the leaves"}, sweep_untouched),
         Engine("local derivative not multiplied by the gradient", {"backward": (
             "parent.grad += node.grad * local", "parent.grad += local")},
-               {"test_backward_reuse": "multiplies it by the node's gradient"},
+               {"test_backward_reuse": "multiplies it by the gradient of the node that uses"},
                (*sweep_untouched, "test_backward_cost")),
         Engine("path sum (every path pushed separately)", {"backward": PATH_SUM_BACKWARD},
                {"test_backward_cost": "pushing gradients along every path",

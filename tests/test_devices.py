@@ -189,7 +189,7 @@ def test_the_simulated_kernel_reports_a_float64_and_a_device_draw_in_a_notebook(
         tmp_path, monkeypatch):
     """The notebook-level runner: the two classic mistakes each make their cell fail, with
     MPS's own message for float64, while the device-agnostic version of the same cell runs."""
-    from instructor.authoring import code, notebook
+    from instructor.commands.authoring import code, notebook
 
     nb = notebook([
         code("import torch, lab_utils\ndevice = lab_utils.get_device()\nprint(device.type)"),

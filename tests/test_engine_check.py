@@ -200,7 +200,7 @@ def test_nbgrader_validate_shows_the_diagnosis_of_a_buggy_engine(tmp_path):
     engine = next(e for e in BUGGY if e.name == "gradient overwritten")
     report = " ".join(_validate(engine, tmp_path).split())
     assert "VALIDATION FAILED" in report, report[-4000:]
-    assert "overwritten instead of accumulated; add each contribution" in report, report[-4000:]
+    assert "overwritten instead of accumulated; add every user's contribution" in report, report[-4000:]
 
 
 # ------------------------------------------------------------------ pure diagnoses

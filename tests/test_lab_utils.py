@@ -501,7 +501,7 @@ def test_in_a_notebook_a_failing_check_is_its_table_alone(tmp_path):
     with the FAILED status and no traceback through lab_utils."""
     from nbclient import NotebookClient
 
-    from instructor.authoring import code, notebook
+    from instructor.commands.authoring import code, notebook
 
     nb = notebook([code("import torch, lab_utils\n"
                         "lab_utils.check_gradients({'W': 2 * torch.ones(3, 2)}, "
