@@ -45,7 +45,8 @@ class Course:
         if db is not None and "://" not in db:
             raise ValueError(f"--db: expected a database URL such as sqlite:///gradebook.db or "
                              f"postgresql://user@host/course, got {db!r}")
-        return cls(root, absolute_db_url(db or "sqlite:///gradebook.db", root))
+        return cls(root, absolute_db_url(db or configured_db_url(root) or "sqlite:///gradebook.db",
+                                         root))
 
     solutions = property(lambda self: self.root / "solutions")
     notebooks = property(lambda self: self.root / "notebooks")
@@ -75,6 +76,18 @@ class Course:
         """The gradebook file when the gradebook is SQLite, else None."""
         prefix = "sqlite:///"
         return Path(self.db_url[len(prefix):]) if self.db_url.startswith(prefix) else None
+
+
+def configured_db_url(root: Path) -> str | None:
+    """The gradebook URL the course's ``nbgrader_config.py`` sets (``c.CourseDirectory.db_url``,
+    which Formgrader and nbgrader's own commands use), or None where it sets none."""
+    from traitlets.config.loader import PyFileConfigLoader
+    try:
+        config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    except Exception:  # a broken config fails again, with nbgrader's own message, when used
+        return None
+    url = config.CourseDirectory.get("db_url") if "CourseDirectory" in config else None
+    return url if isinstance(url, str) and url else None
 
 
 def absolute_db_url(url: str, root: Path) -> str:
