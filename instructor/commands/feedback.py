@@ -67,6 +67,8 @@ def feedback(course: Course, lab: str, students: list[str] | None = None) -> lis
             for page in made:
                 shutil.copy(page, out / page.name)
                 written.append(out / page.name)
+            if made or student in todo:
+                release_files(course, lab, student, out)
             for name in sources:
                 page = out / (Path(name).stem + ".html")
                 if not page.exists():  # nothing was graded: explain why
@@ -74,6 +76,17 @@ def feedback(course: Course, lab: str, students: list[str] | None = None) -> lis
                     page.write_text(failure_page(student, lab, results.get(student)))
                     written.append(page)
     return written
+
+
+def release_files(course: Course, lab: str, student: str, out: Path) -> None:
+    """Next to the pages, what ``nbgrader release_feedback`` reads to put them in the exchange
+    where only their student finds them: the graded submission's ``timestamp.txt`` and
+    ``submission_secret.txt`` (present when it came through the exchange)."""
+    for name in ("timestamp.txt", "submission_secret.txt"):
+        for folder in (course.autograded / student / lab, course.submitted / student / lab):
+            if (folder / name).is_file():
+                shutil.copy(folder / name, out / name)
+                break
 
 
 def clean_notebook(nb, result: Outcome | None):
