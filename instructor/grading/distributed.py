@@ -364,7 +364,8 @@ def grade_on_cluster(course: Course, lab: str, scheduler: str, *,
             return future
 
         ahead = max(8, TASKS_PER_THREAD * sum(client.nthreads().values()))
-        running = as_completed([submit_next() for _ in range(min(ahead, len(waiting)))])
+        running = as_completed([submit_next() for _ in range(min(ahead, len(waiting)))],
+                               loop=client.loop)
         bar = progress_bar(len(names), lab, progress)
         for future in running:
             student = students_of.pop(future.key)
