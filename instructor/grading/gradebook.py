@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import random
 import time
 import warnings
@@ -101,13 +102,27 @@ def retrying(attempt: Callable[[], T], *, attempts: int = ATTEMPTS,
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+class _QuietRollbacks(logging.Filter):
+    """Drops nbgrader's "Rolling back session" tracebacks: the error it then raises is retried
+    or raised by :func:`retrying`, so the log needs no second copy."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Rolling back session due to database error")
+
+
 def record(db_url: str, scratch_db: Path, lab: str, student: str) -> Recorded:
     """Copy one submission from ``scratch_db`` into the gradebook at ``db_url`` (retried while a
     concurrent writer is in the way, see the module's docstring)."""
-    with warnings.catch_warnings():  # nbgrader's own session warnings on new submissions
-        warnings.simplefilter("ignore", SAWarning)
-        timestamp, notebooks = _scratch_results(scratch_db, lab, student)
-        return retrying(lambda: _write(db_url, lab, student, timestamp, notebooks))
+    from tornado.log import app_log  # where nbgrader's gradebook logs
+    quiet = _QuietRollbacks()
+    app_log.addFilter(quiet)
+    try:
+        with warnings.catch_warnings():  # nbgrader's own session warnings on new submissions
+            warnings.simplefilter("ignore", SAWarning)
+            timestamp, notebooks = _scratch_results(scratch_db, lab, student)
+            return retrying(lambda: _write(db_url, lab, student, timestamp, notebooks))
+    finally:
+        app_log.removeFilter(quiet)
 
 
 def _write(db_url: str, lab: str, student: str, timestamp, notebooks) -> Recorded:
