@@ -129,22 +129,21 @@ class DaskCluster:
         psutil.wait_procs(tree, timeout=30)
 
     def stop(self) -> None:
-        """Workers first (SIGTERM: each closes its graders and their kernels), then the
-        scheduler; whatever is left after a grace period is killed."""
-        for process in [*self.workers, self.scheduler]:
-            if process is not None and process.poll() is None:
+        """Workers first (SIGTERM: each closes its graders and their kernels while the scheduler
+        is still there), then the scheduler; whatever is left after a grace period is killed."""
+        for group in (self.workers, [self.scheduler]):
+            running = [p for p in group if p is not None and p.poll() is None]
+            for process in running:
                 process.send_signal(signal.SIGTERM)
-        for process in [*self.workers, self.scheduler]:
-            if process is None:
-                continue
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
+            for process in running:
                 try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                process.wait()
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    try:
+                        os.killpg(process.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    process.wait()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
