@@ -2,11 +2,13 @@
 
     release   [LAB ...] [--lab-utils-source SOURCE]   notebooks/ and the student bundle
     collect   LAB [--from DIR | --zip FILE [--regexp R] | --exchange]
-    grade     LAB [--workers N] [--students a,b] [--force] [--no-sandbox] [limits]
+    grade     LAB [--workers N | --scheduler tcp://HOST:PORT] [--students a,b] [--force]
+              [--no-sandbox] [limits]
     feedback  LAB [--students a,b]          feedback/<student>/<lab>/*.html
     export    [--to grades.csv]             grades CSV and grading/summary.md
 
-Every command takes ``--course-dir`` (default: the kit's root) and ``--db`` (default: the course's
+Every command takes ``--course-dir`` (default: the kit's root) and ``--db`` (default: the
+``c.CourseDirectory.db_url`` of the course's ``nbgrader_config.py``, else its
 ``sqlite:///gradebook.db``; a PostgreSQL URL when several graders share one gradebook).
 """
 
@@ -28,7 +30,8 @@ def parser() -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--course-dir", help="course root holding nbgrader_config.py (default: the kit)")
-    common.add_argument("--db", help="gradebook URL (default: sqlite:///gradebook.db in the course)")
+    common.add_argument("--db", help="gradebook URL (default: the db_url of the course's nbgrader_config.py, "
+                        "else sqlite:///gradebook.db in the course)")
     top = argparse.ArgumentParser(prog="python3 kit.py", description="Backprop Lab Kit: instructor tools")
     sub = top.add_subparsers(dest="command", required=True)
 

@@ -45,7 +45,14 @@ class Course:
         if db is not None and "://" not in db:
             raise ValueError(f"--db: expected a database URL such as sqlite:///gradebook.db or "
                              f"postgresql://user@host/course, got {db!r}")
-        return cls(root, absolute_db_url(db or "sqlite:///gradebook.db", root))
+        url = absolute_db_url(db or configured_db_url(root) or "sqlite:///gradebook.db", root)
+        if url.startswith("postgresql") and not course_setting(root, "course_id"):
+            raise ValueError("--db: a PostgreSQL gradebook needs a course id: set "
+                             "c.CourseDirectory.course_id = \"...\" in the course's "
+                             "nbgrader_config.py, got none (nbgrader files every assignment "
+                             "under the course id; PostgreSQL, unlike SQLite, refuses an "
+                             "assignment of a course it does not know)")
+        return cls(root, url)
 
     solutions = property(lambda self: self.root / "solutions")
     notebooks = property(lambda self: self.root / "notebooks")
@@ -75,6 +82,24 @@ class Course:
         """The gradebook file when the gradebook is SQLite, else None."""
         prefix = "sqlite:///"
         return Path(self.db_url[len(prefix):]) if self.db_url.startswith(prefix) else None
+
+
+def course_setting(root: Path, name: str) -> str | None:
+    """``c.CourseDirectory.<name>`` as the course's ``nbgrader_config.py`` sets it (a non-empty
+    string), or None where it sets none."""
+    from traitlets.config.loader import PyFileConfigLoader
+    try:
+        config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    except Exception:  # a broken config fails again, with nbgrader's own message, when used
+        return None
+    value = config.CourseDirectory.get(name) if "CourseDirectory" in config else None
+    return value if isinstance(value, str) and value else None
+
+
+def configured_db_url(root: Path) -> str | None:
+    """The gradebook URL the course's ``nbgrader_config.py`` sets (``c.CourseDirectory.db_url``,
+    which Formgrader and nbgrader's own commands use), or None where it sets none."""
+    return course_setting(root, "db_url")
 
 
 def absolute_db_url(url: str, root: Path) -> str:

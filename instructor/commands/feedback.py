@@ -11,6 +11,7 @@ what to do, written here.
 from __future__ import annotations
 
 import html
+import shutil
 from pathlib import Path
 
 from ..course import Course
@@ -49,7 +50,20 @@ def feedback(course: Course, lab: str, students: list[str] | None = None) -> lis
                 page.write_text(failure_page(student, lab, results.get(student)))
             if page.exists():
                 written.append(page)
+        if student in with_notebooks:
+            release_files(course, lab, student, out)
     return written
+
+
+def release_files(course: Course, lab: str, student: str, out: Path) -> None:
+    """Next to the pages, what ``nbgrader release_feedback`` reads to put them in the exchange
+    where only their student finds them: the graded submission's ``timestamp.txt`` and
+    ``submission_secret.txt`` (present when it came through the exchange)."""
+    for name in ("timestamp.txt", "submission_secret.txt"):
+        for folder in (course.autograded / student / lab, course.submitted / student / lab):
+            if (folder / name).is_file():
+                shutil.copy(folder / name, out / name)
+                break
 
 
 STUDENT_WORDS = {  # what a student should do, for the problems a student can fix

@@ -25,14 +25,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="grade WITHOUT bubblewrap (students' code can then reach all your "
                              "files); the summary marks every submission graded this way")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                        help="grade on the Dask cluster of this scheduler (one task per "
+                             "submission; --workers does not apply) instead of this machine")
 
 
 def run(course: Course, args: argparse.Namespace) -> None:
     students = None if args.students is None else [s for s in args.students.split(",") if s]
     limits = Limits(cell_timeout=args.cell_timeout, submission_timeout=args.timeout,
                     memory_mb=args.memory_mb)
-    outcomes = grade(course, args.lab, students=students, workers=args.workers, limits=limits,
-                     sandbox=not args.no_sandbox, force=args.force, progress=not args.quiet)
+    if args.scheduler:
+        from ..grading.distributed import grade_on_cluster
+        outcomes = grade_on_cluster(course, args.lab, args.scheduler, students=students,
+                                    limits=limits, sandbox=not args.no_sandbox, force=args.force,
+                                    progress=not args.quiet)
+    else:
+        outcomes = grade(course, args.lab, students=students, workers=args.workers,
+                         limits=limits, sandbox=not args.no_sandbox, force=args.force,
+                         progress=not args.quiet)
     if not outcomes:
         print(f"nothing to grade for {args.lab}: every submission is graded and recorded "
               "(--force regrades all, --students a,b some)")

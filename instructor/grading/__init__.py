@@ -2,6 +2,8 @@
 
 - :mod:`.run`: the run (workers, progress, per-submission errors, resuming); its main thread is
   the only writer of the course's gradebook (through :mod:`.gradebook`).
+- :mod:`.distributed`: the same run with its submissions graded on a Dask cluster
+  (``--scheduler``); the instructor's process still records.
 - :mod:`.workspace`: the run's folders, scratch courses, grading configuration and kernelspec.
 - :mod:`.sandbox`, :mod:`.launch`, :mod:`.kernels`, :mod:`.provisioner`: the sandboxed kernels,
   started ahead and adopted by nbgrader; :mod:`.limits`: what each submission may use.

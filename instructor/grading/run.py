@@ -34,6 +34,7 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -44,7 +45,7 @@ from . import gradebook
 from .diagnosis import describe_execution, inspect_submission, nbgrader_failure, read_notebook
 from .kernels import KernelPlan, KernelPool
 from .limits import Limits
-from .outcome import Finding, Outcome, Status, load_results, save_results
+from .outcome import Finding, Outcome, Status, lab_lock, load_results, save_results
 from .rules import review
 from .sandbox import require_sandbox
 from .workspace import Workspace
@@ -92,14 +93,16 @@ class LabGrader:
     the course's ``config``) with ``slots`` submissions at a time, ``needed`` in all."""
 
     def __init__(self, lab: str, source: Path, config: Path, limits: Limits, *, sandbox: bool,
-                 slots: int, needed: int, also_seed: tuple[str, ...] = ()):
+                 slots: int, needed: int, also_seed: tuple[str, ...] = (),
+                 duedate: datetime | None = None):
         self.lab, self.limits = lab, limits
         self.isolation = require_sandbox() if sandbox else "none"
         self.runners = [WarmNbgrader() for _ in range(slots)]
         self.free: queue.Queue[WarmNbgrader] = queue.Queue()
         self.space = self.pool = None
         try:
-            self.space = Workspace.create(lab, source, config, limits, self.runners[0], also_seed)
+            self.space = Workspace.create(lab, source, config, limits, self.runners[0], also_seed,
+                                          duedate)
             plan = KernelPlan(self.space.run_dir, Path(source), limits, sandbox,
                               self.space.matplotlib_cache, self.space.preload())
             self.pool = KernelPool(plan, spare=slots, needed=needed)
@@ -216,10 +219,11 @@ def record(course: Course, graded: Graded) -> Outcome:
             if recorded.nothing and outcome.status is Status.GRADED:
                 outcome.fail("nothing_recorded")
             target = course.autograded / outcome.student / lab
-            shutil.rmtree(target, ignore_errors=True)
             produced = scratch / "autograded" / outcome.student / lab
-            if produced.is_dir():
-                shutil.copytree(produced, target, symlinks=True)
+            with lab_lock(course.grading, lab):  # another run may record the same student
+                shutil.rmtree(target, ignore_errors=True)
+                if produced.is_dir():
+                    shutil.copytree(produced, target, symlinks=True)
         shutil.rmtree(scratch, ignore_errors=True)
     save_results(course.grading, lab, [outcome])
     return outcome
@@ -243,7 +247,7 @@ def grade(course: Course, lab: str, *, students: list[str] | None = None,
     slots = min(workers, len(names))
     grader = LabGrader(lab, course.solutions / lab, course.root / "nbgrader_config.py", limits,
                        sandbox=sandbox, slots=slots, needed=len(names),
-                       also_seed=(course.db_url,))
+                       also_seed=(course.db_url,), duedate=gradebook.duedate(course.db_url, lab))
     outcomes = []
     try:
         bar = progress_bar(len(names), lab, progress)

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -30,6 +31,7 @@ from ..course import build_course
 from ..environment import tool_env
 from ..nbgrader_runner import WarmNbgrader
 from ..notebooks import MARKER_LINE
+from . import gradebook
 from .kernels import KernelHandle
 from .limits import Limits
 from .preprocessors import PIPELINE
@@ -97,21 +99,26 @@ class Workspace:
 
     @classmethod
     def create(cls, lab: str, source: Path, config: Path, limits: Limits, seeder: WarmNbgrader,
-               also_seed: tuple[str, ...] = ()) -> Workspace:
+               also_seed: tuple[str, ...] = (), duedate: datetime | None = None) -> Workspace:
         """The run folder for grading ``lab`` from its ``source`` folder under the course's
         ``config``; ``also_seed`` lists further gradebook URLs to seed with the assignment (the
-        course's own, on the machine that records the results)."""
+        course's own, on the machine that records the results); ``duedate`` is the course
+        gradebook's due date of the lab (naive UTC), for nbgrader's late penalties."""
         run_dir = Path(tempfile.mkdtemp(prefix="kit-grade-"))
         space = cls(lab, Path(source), limits, run_dir)
         build_course(space.template, {lab: source}, config=config,
                      extra_config=grading_config(limits))
-        for url in (f"sqlite:///{space.template / 'gradebook.db'}", *also_seed):
+        template_db = f"sqlite:///{space.template / 'gradebook.db'}"
+        for url in (template_db, *also_seed):
             argv = ["generate_assignment", lab, "--force", "--db", url]
             log = run_dir / "generate_assignment.log"
-            status, _ = seeder.run(argv, cwd=space.template, env=tool_env(), log=log)
+            with gradebook.exclusive(url):  # graders sharing a gradebook seed it one at a time
+                status, _ = seeder.run(argv, cwd=space.template, env=tool_env(), log=log)
             if status != 0:
                 raise RuntimeError(f"nbgrader {' '.join(argv)} failed (exit {status}):\n"
                                    f"{log.read_text(errors='replace')[-3000:]}")
+        if duedate is not None:
+            gradebook.set_duedate(template_db, lab, duedate)
         space._write_kernelspec()
         space._build_font_cache()
         return space
