@@ -28,7 +28,8 @@ from pathlib import Path
 
 from instructor.environment import tool_env
 
-from .classroom import discover_labs, prepare_class
+from .classroom import discover_labs
+from .grading import make_class
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -206,7 +207,7 @@ def measure(workdir: Path, *, lab: str = "lab1_chain_rule", submissions: int = 1
     if lab not in labs:
         raise ValueError(f"lab: expected one of {sorted(labs)}, got {lab!r}")
     pristine = Path(workdir) / "course"
-    prepare_class(pristine, {lab: labs[lab]}, class_size=submissions)
+    make_class(pristine, lab, labs[lab].parent, submissions)  # the lab's folder, data too
 
     def fresh(name: str) -> Path:
         return Path(shutil.copytree(pristine, Path(workdir) / name))

@@ -217,7 +217,7 @@ def test_formgrader_reads_the_gradebook_named_in_nbgrader_config(disjoint, refer
     from instructor.course import Course
     assert Course.open(course).db_url == url
     (course / "notebooks").mkdir(exist_ok=True)  # what the server opens on
-    with JupyterServer(course, tmp_path / "state") as server:
+    with JupyterServer(course, tmp_path / "state", instructor=True) as server:
         submissions = server.api("GET", f"formgrader/api/submissions/{LAB}")
     shown = {s["student"]: (s["score"], s["max_score"]) for s in submissions}
     expected = {}

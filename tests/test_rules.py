@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import re
+import sys
 import time
 
 import nbformat
@@ -786,6 +787,22 @@ def test_hostile_cells_give_a_flag_quickly_and_never_crash(lab3_correct, name):
     else:  # IPython cannot run it either: it defines nothing
         assert violations == []
 
+
+@pytest.mark.parametrize("limit", [1_000, 100_000])
+@pytest.mark.parametrize("name", ["long_sum", "deep_attribute_chain"])
+def test_a_deep_cell_is_unreadable_whatever_the_recursion_limit(lab3_correct, name, limit):
+    """Whether Python parses a deep cell depends on the process's recursion limit (a test run
+    or a grader may raise it); the verdict does not."""
+    source, correct = lab3_correct
+    before = sys.getrecursionlimit()
+    _parse_cached.cache_clear()
+    try:
+        sys.setrecursionlimit(limit)
+        _, flags = review(source, added(correct, HOSTILE[name][0]))
+    finally:
+        sys.setrecursionlimit(before)
+        _parse_cached.cache_clear()
+    assert [f.code for f in flags] == ["unreadable"], flags
 
 def test_a_notebook_with_too_many_cells_or_junk_cells_is_bounded(lab3_correct):
     """The checker reads the first MAX_CELLS student cells (code cells that are neither locked

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from .cells import Cell, Problem
 from .code_strings import CODE_CALLS, SHELL_CALLS, code_strings
-from .syntax import parse_python
+from .syntax import parse_python, tree_depth_exceeds
 from .vocabulary import SYNTAX_ERROR, UNREADABLE
 
 MAX_CELL_CHARS = 100_000     # one student cell
@@ -25,6 +25,7 @@ MAX_CELLS = 1_000            # student cells read; the rest are unreadable
 MAX_MAGIC_WORK = 400_000     # IPython re-reads the cell once per magic: lines x characters
 MAX_NESTING = 3              # code strings inside code strings
 MAX_CACHED_CHARS = 8_000     # cells this small are parsed once per process
+MAX_TREE_DEPTH = 600         # deeper syntax trees are unreadable, whatever the recursion limit
 ESCAPES = ("%", "!", "?", ",", ";", "/")
 
 
@@ -111,7 +112,7 @@ def _parse_text(text: str, ipython: bool) -> tuple[ast.Module, str, int] | _Unpa
     for pasted prompts (">>>", "In [1]:", "...:"), which send the cell to the transformer."""
     if not ipython or not any(prompt in text for prompt in (">>>", "In [", "...:")):
         try:
-            return parse_python(text), text, 1
+            return _shallow(parse_python(text), text, 1)
         except (SyntaxError, ValueError) as error:
             if not ipython:
                 return _Unparsable(SYNTAX_ERROR, type(error).__name__,
@@ -123,7 +124,7 @@ def _parse_text(text: str, ipython: bool) -> tuple[ast.Module, str, int] | _Unpa
     first_line = 1 + _leading_blank_lines(text)
     try:
         code = _ipython_code(text)
-        return parse_python(code), code, first_line
+        return _shallow(parse_python(code), code, first_line)
     except (SyntaxError, ValueError) as error:
         line = getattr(error, "lineno", None)
         return _Unparsable(SYNTAX_ERROR, type(error).__name__,
@@ -132,6 +133,14 @@ def _parse_text(text: str, ipython: bool) -> tuple[ast.Module, str, int] | _Unpa
         return _too_deep(error)
     except Exception as error:  # IPython's transformer gave up: IPython cannot run it either
         return _Unparsable(SYNTAX_ERROR, f"{type(error).__name__} in IPython's transformer")
+
+
+def _shallow(tree: ast.Module, code: str, first_line: int) -> tuple[ast.Module, str, int] | _Unparsable:
+    """The parse, unless its tree is deeper than any process reads the same way: whether such a
+    tree parses at all depends on the process's recursion limit, and the verdict must not."""
+    if tree_depth_exceeds(tree, MAX_TREE_DEPTH):
+        return _Unparsable(UNREADABLE, f"nested more than {MAX_TREE_DEPTH} levels deep")
+    return tree, code, first_line
 
 
 def _too_deep(error: Exception) -> _Unparsable:

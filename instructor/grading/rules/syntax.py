@@ -26,6 +26,17 @@ def parse_python(text: str) -> ast.Module:
         return ast.parse(text)
 
 
+def tree_depth_exceeds(tree: ast.AST, limit: int) -> bool:
+    """Whether some node of ``tree`` lies more than ``limit`` levels below it (no recursion)."""
+    pending = [(tree, 0)]
+    while pending:
+        node, depth = pending.pop()
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return False
+
+
 def constant_text(node: ast.AST, depth: int = 0) -> str | None:
     """The value of a string expression built from literals only ("auto" + "grad", f"x")."""
     if depth > 20:
