@@ -105,7 +105,9 @@ class LabGrader:
                                           duedate)
             plan = KernelPlan(self.space.run_dir, Path(source), limits, sandbox,
                               self.space.matplotlib_cache, self.space.preload())
-            self.pool = KernelPool(plan, spare=slots, needed=needed)
+            # one spare more than slots: a quick submission (a blank one) ends before the
+            # kernel started in its place is ready; the next kernel is then already there
+            self.pool = KernelPool(plan, spare=slots + 1, needed=needed)
         except BaseException:
             self.close()
             raise
