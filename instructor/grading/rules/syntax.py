@@ -13,9 +13,9 @@ FUNCTION_NODES = (ast.FunctionDef, ast.AsyncFunctionDef)
 COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 
 
-# CPython 3.11 before 3.11.8 keeps the AST converter's recursion depth in state shared by all
-# threads, so two parses at once can fail with "AST constructor recursion depth mismatch";
-# the grader reviews submissions from several threads, so parses take turns.
+# CPython 3.11 keeps the AST converter's recursion depth in state shared by all threads, so two
+# parses at once can fail with "AST constructor recursion depth mismatch"; the grader reviews
+# submissions from several threads, so parses take turns.
 _PARSING = threading.Lock()
 
 
