@@ -9,6 +9,7 @@ fixture notebook instead of the labs, no grading); its figures mean nothing. Not
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -248,11 +249,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--grading-lab", default="lab3_backprop_mlp",
                         help="the lab graded (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=3, help="Run All repeats per notebook")
+    parser.add_argument("--grading-dir", type=Path, default=None,
+                        help="keep the graded courses in this new folder (default: a temporary one)")
     args = parser.parse_args(argv)
     for name in ("threads", "class_size", "repeat", "rounds"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')}: expected an int >= 1, got {value}")
+    folder = args.grading_dir
+    if folder is not None and (not folder.is_dir() or any(folder.iterdir()) if folder.exists()
+                               else False):
+        parser.error(f"--grading-dir: expected a new or empty folder, got {folder} (it holds files"
+                     " or is not a folder)")
     return args
 
 
@@ -295,9 +303,11 @@ def main(argv: list[str] | None = None) -> int:
         log(f"grading {grading_lab}: {size} submissions, serial nbgrader and the kit")
         notebook = labs[grading_lab]
         source = notebook.parent if notebook.name == f"{grading_lab}.ipynb" else notebook
-        with tempfile.TemporaryDirectory(prefix="bench-grading-") as workdir:
+        with contextlib.ExitStack() as stack:
+            workdir = args.grading_dir or Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="bench-grading-")))
             report.grading, report.breakdown = time_methods(
-                Path(workdir), grading_lab, source, class_size=size,
+                workdir, grading_lab, source, class_size=size,
                 worker_counts=[1] if quick else [1, 2])
         report.grading_note = (
             f"{grading_lab}, a class of {size}: even student ids hand in the solution, odd ones "

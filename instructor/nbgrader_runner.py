@@ -9,29 +9,35 @@
   limit, its exit status as the result (as :mod:`subprocess` gives it). nbgrader's own
   ``NbGraderApp`` runs in the child with the same argv, so nbgrader's rules are unchanged. The
   warm process never opens a database, a kernel or a thread, so nothing but imported code is
-  shared with the children.
+  shared with the children. Several commands may run at once (one per grading slot): the warm
+  process forks each as it comes and reports each child's end as it happens.
 
-Protocol (one line of JSON each way): ``{"argv", "cwd", "env", "log", "memory"}`` in; ``{"pid":
-P}`` as soon as the child runs, then ``{"status": S}`` when it has ended.
+Protocol (one line of JSON each way): ``{"id", "argv", "cwd", "env", "log", "memory"}`` in;
+``{"id", "pid": P}`` as soon as the child runs, then ``{"id", "status": S}`` when it has ended.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import queue
 import select
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 from .environment import KIT_ROOT, THREAD_SETTINGS, tool_env
 
+# imported before the first command is read (every nbgrader command needs them)
 PRELOAD = ("nbgrader.apps.nbgraderapp", "nbgrader.apps.autogradeapp",
            "nbgrader.apps.generateassignmentapp", "nbgrader.preprocessors", "nbgrader.api",
-           "nbclient", "jupyter_client", "jupyter_client.provisioning", "nbconvert.preprocessors",
-           "instructor.grading.preprocessors", "torch", "lab_utils")
+           "nbclient", "jupyter_client", "jupyter_client.provisioning", "nbconvert.preprocessors")
+# imported whenever no command is waiting (what grading adds; a child forked before they are
+# all in imports the rest itself): the first commands, seeding gradebooks, need not wait
+PRELOAD_WHEN_IDLE = ("torch", "lab_utils", "instructor.grading.preprocessors")
 
 
 def run_nbgrader(*args: str, cwd: Path, env: dict[str, str] | None = None,
@@ -48,74 +54,103 @@ def run_nbgrader(*args: str, cwd: Path, env: dict[str, str] | None = None,
 
 class WarmNbgrader:
     """One warm process; :meth:`run` is :func:`run_nbgrader` with a log file, a memory limit and
-    a wall-clock limit, minus the imports."""
+    a wall-clock limit, minus the imports. Several threads may call :meth:`run` at once: each
+    command runs in a child of its own, and a thread reading the replies hands each to its
+    command."""
 
     def __init__(self):
+        self.lock = threading.Lock()  # guards process, waiting and writes to its stdin
         self.process: subprocess.Popen | None = None
-        self.buffer = b""
+        self.waiting: dict[int, queue.Queue] = {}
+        self.numbers = itertools.count(1)
         self.start()
 
     def start(self) -> None:
-        self.buffer = b""
+        """Start the warm process (the caller holds the lock, or no thread uses this one yet)."""
         self.process = subprocess.Popen([sys.executable, "-m", "instructor.nbgrader_runner"],
                                         cwd=KIT_ROOT, env=tool_env(**THREAD_SETTINGS),
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.waiting = {}
+        threading.Thread(target=self._hand_out_replies, args=(self.process, self.waiting),
+                         daemon=True).start()
+
+    @staticmethod
+    def _hand_out_replies(process: subprocess.Popen, waiting: dict[int, queue.Queue]) -> None:
+        """Each reply line to the command it answers; when the process ends, an ``ended`` reply
+        to every command still waiting for it."""
+        for line in iter(process.stdout.readline, b""):
+            reply = json.loads(line)
+            box = waiting.get(reply["id"])
+            if box is not None:
+                box.put(reply)
+        process.stdout.close()
+        ended = {"ended": process.wait()}
+        for box in list(waiting.values()):
+            box.put(ended)
 
     def run(self, argv: list[str], *, cwd: Path, env: dict[str, str], log: Path,
             memory: int | None = None, timeout: float | None = None) -> tuple[int, bool]:
         """Run ``nbgrader ARGV`` in a forked child; returns (exit status, killed at ``timeout``).
         On timeout the child's whole process group is killed, as for a subprocess session."""
-        if self.process.poll() is not None:  # died since the last command: start a fresh one
-            self.start()
-        request = {"argv": [str(a) for a in argv], "cwd": str(cwd), "env": env, "log": str(log),
-                   "memory": memory}
-        self.process.stdin.write(json.dumps(request).encode() + b"\n")
-        pid = self._reply(None)["pid"]
-        deadline = None if timeout is None else time.monotonic() + timeout
-        reply = self._reply(deadline)
-        if reply is not None:
-            return reply["status"], False
-        for kill in (os.killpg, os.kill):
+        box: queue.Queue = queue.Queue()
+        with self.lock:
+            if self.process is None or self.process.poll() is not None:
+                self.start()  # never started, closed, or died since the last command
+            number, waiting = next(self.numbers), self.waiting
+            waiting[number] = box
+            request = {"id": number, "argv": [str(a) for a in argv], "cwd": str(cwd), "env": env,
+                       "log": str(log), "memory": memory}
             try:
-                kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        return self._reply(None)["status"], True
-
-    def _reply(self, deadline: float | None) -> dict | None:
-        """The next reply line, or None when ``deadline`` (monotonic) passes first."""
-        out = self.process.stdout.fileno()
-        while b"\n" not in self.buffer:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not select.select([out], [], [], wait)[0]:
-                return None
-            chunk = os.read(out, 4096)
-            if not chunk:
-                raise RuntimeError(f"the warm nbgrader process ended (exit {self.process.wait()})")
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        return json.loads(line)
+                self.process.stdin.write(json.dumps(request).encode() + b"\n")
+                self.process.stdin.flush()
+            except OSError:
+                pass  # it has just died: the reply thread says so
+        try:
+            pid = _reply(box, None)["pid"]
+            try:
+                return _reply(box, timeout)["status"], False
+            except queue.Empty:
+                for kill in (os.killpg, os.kill):
+                    try:
+                        kill(pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+                return _reply(box, None)["status"], True
+        finally:
+            waiting.pop(number, None)
 
     def close(self) -> None:
-        if self.process is None:
+        with self.lock:
+            process, self.process = self.process, None
+        if process is None:
             return
         try:
-            self.process.stdin.close()
-            self.process.wait(timeout=10)
+            process.stdin.close()
+            process.wait(timeout=10)
         except (OSError, subprocess.TimeoutExpired):
-            self.process.kill()
-            self.process.wait()
-        self.process.stdout.close()
-        self.process = None
+            process.kill()
+            process.wait()
+
+
+def _reply(box: queue.Queue, timeout: float | None) -> dict:
+    """The next reply to one command; raises ``queue.Empty`` when ``timeout`` passes first."""
+    reply = box.get(timeout=timeout)
+    if "ended" in reply:
+        raise RuntimeError(f"the warm nbgrader process ended (exit {reply['ended']})")
+    return reply
 
 
 # ----------------------------------------------------------------------------- the warm side
 
 
-def _child(request: dict) -> None:
+def _child(request: dict, wakeup: tuple[int, int]) -> None:
     """In the forked child: become ``python -m nbgrader ARGV`` in a new session; never returns."""
     code = 1
     try:
+        signal.set_wakeup_fd(-1)  # the warm process's way of noticing its children, not ours
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for fd in wakeup:
+            os.close(fd)
         os.setsid()
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as at Python's start
@@ -160,21 +195,48 @@ def _serve() -> None:
     for name in PRELOAD:
         importlib.import_module(name)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the grading process decides; EOF ends us
-    buffer = b""
-    while True:
-        while b"\n" not in buffer:
+    wakeup = os.pipe()  # a child's end (SIGCHLD) makes it readable, which wakes select
+    for fd in wakeup:
+        os.set_blocking(fd, False)
+    signal.set_wakeup_fd(wakeup[1])
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    children: dict[int, int] = {}  # pid -> the id of the command it runs
+    later = list(PRELOAD_WHEN_IDLE)
+    buffer, reading = b"", True
+    while reading or children:
+        watched = [0, wakeup[0]] if reading else [wakeup[0]]
+        ready = select.select(watched, [], [], 0 if later else None)[0]
+        if not ready and later:
+            importlib.import_module(later.pop(0))
+            continue
+        if wakeup[0] in ready:
+            while True:
+                try:
+                    if not os.read(wakeup[0], 4096):
+                        break
+                except BlockingIOError:
+                    break
+        if 0 in ready:
             chunk = os.read(0, 65536)
-            if not chunk:
-                return
+            reading = bool(chunk)
             buffer += chunk
-        line, buffer = buffer.split(b"\n", 1)
-        request = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            _child(request)
-        os.write(1, json.dumps({"pid": pid}).encode() + b"\n")
-        _, status = os.waitpid(pid, 0)
-        os.write(1, json.dumps({"status": os.waitstatus_to_exitcode(status)}).encode() + b"\n")
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                request = json.loads(line)
+                pid = os.fork()
+                if pid == 0:
+                    _child(request, wakeup)
+                children[pid] = request["id"]
+                _say({"id": request["id"], "pid": pid})
+        while children:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            _say({"id": children.pop(pid), "status": os.waitstatus_to_exitcode(status)})
+
+
+def _say(reply: dict) -> None:
+    os.write(1, json.dumps(reply).encode() + b"\n")  # one short line: one atomic pipe write
 
 
 if __name__ == "__main__":

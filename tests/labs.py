@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from instructor.course import build_course, find_labs
 from instructor.nbgrader_runner import run_nbgrader
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+R = TypeVar("R")
 SOLUTIONS = ROOT / "solutions"
 NOTEBOOKS = ROOT / "notebooks"
 
@@ -44,3 +49,33 @@ def make_course(root: Path, labs: dict[str, Path]) -> Path:
 
 def read_cells(path: Path) -> list[dict]:
     return json.loads(path.read_text())["cells"]
+
+
+class Raised:
+    """What :func:`two_at_a_time` keeps for an item whose call raised; :meth:`result` re-raises
+    it in the test that reads it."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+    def result(self):
+        raise self.error
+
+
+def two_at_a_time(function: Callable[[T], R], items: Iterable[T]) -> dict[T, R | Raised]:
+    """``function(item)`` for every item, two at a time (each call waits on a child process that
+    uses one core; the test machines have two): item -> its result, or :class:`Raised`."""
+    def call(item):
+        try:
+            return function(item)
+        except Exception as error:  # kept for the test that reads this item, which re-raises it
+            return Raised(error)
+    items = list(items)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(items, pool.map(call, items)))
+
+
+def outcome(results: dict, item):
+    """``results[item]`` from :func:`two_at_a_time`, re-raising what the call raised."""
+    value = results[item]
+    return value.result() if isinstance(value, Raised) else value

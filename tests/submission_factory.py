@@ -3,11 +3,13 @@ lab, and the fault and tamper catalogues (each a function of the released notebo
 
 from __future__ import annotations
 
+import atexit
 import copy
 import hashlib
 import json
 import shutil
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -39,12 +41,28 @@ def with_solution(release_nb, code: str, cell_id: str):
 # ----------------------------------------------------------------------------- course helpers
 
 
+_BUILT: dict[tuple[str, str], Path] = {}  # (lab, digest of its source) -> a course built once
+_BUILT_HOME = Path(tempfile.mkdtemp(prefix="kit-built-courses-"))
+atexit.register(shutil.rmtree, _BUILT_HOME, ignore_errors=True)
+
+
 def build_course(root: Path, lab: str, source: Path) -> Path:
-    """A throw-away course with one lab, its release generated."""
-    make_course(root, {lab: source})
-    nbgrader("generate_assignment", lab, "--force", "--db", f"sqlite:///{root / 'release.db'}",
-             cwd=root)
-    return root
+    """A throw-away course with one lab, its release generated (``nbgrader generate_assignment``
+    runs once per lab and source in a test run; later courses are copies of the first)."""
+    source = Path(source)
+    files = sorted(source.rglob("*")) if source.is_dir() else [source]
+    digest = hashlib.sha256()
+    for path in (p for p in files if p.is_file()):
+        digest.update(str(path.relative_to(source.parent)).encode() + b"\0" + path.read_bytes())
+    key = (lab, digest.hexdigest())
+    if key not in _BUILT:
+        built = _BUILT_HOME / f"{lab}-{len(_BUILT)}"
+        make_course(built, {lab: source})
+        nbgrader("generate_assignment", lab, "--force", "--db",
+                 f"sqlite:///{built / 'release.db'}", cwd=built)
+        _BUILT[key] = built
+    shutil.copytree(_BUILT[key], root, symlinks=True, dirs_exist_ok=True)
+    return Path(root)
 
 
 def read_release(root: Path, lab: str):

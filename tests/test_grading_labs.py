@@ -10,6 +10,7 @@ with the construct and its line named."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 from submission_factory import (
@@ -39,12 +40,11 @@ def autograded_points(source_nb) -> float:
 
 
 @pytest.fixture(scope="module")
-def course(tmp_path_factory):
+def course(tmp_path_factory, released_labs):
     if not LABS:
         pytest.skip("no lab under solutions/ yet")
-    root = make_course(tmp_path_factory.mktemp("labs"), {lab: SOLUTIONS / lab for lab in LABS})
+    root = Path(shutil.copytree(released_labs, tmp_path_factory.mktemp("labs") / "course"))
     for lab in LABS:
-        nbgrader("generate_assignment", lab, "--force", "--db", f"sqlite:///{root / 'r.db'}", cwd=root)
         release, source = read_release(root, lab), read_source(root, lab)
         for student, nb in standard_set(release, source).items():
             submit(root, lab, student, nb)

@@ -17,7 +17,6 @@ import sys
 import nbformat
 import pytest
 
-from instructor.course import build_course
 from instructor.environment import tool_env
 from instructor.notebooks import MARKERS
 from labs import (
@@ -25,9 +24,11 @@ from labs import (
     SOLUTIONS,
     discover_labs,
     nbgrader,
+    outcome,
     read_cells,
     solution_path,
     student_path,
+    two_at_a_time,
 )
 from record_outputs import EXPECTED, marked_cells
 
@@ -76,13 +77,9 @@ def test_graded_cells_have_unique_ids_and_points(lab):
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    """`nbgrader generate_assignment` of every lab, once, in one throw-away course."""
-    root = tmp_path_factory.mktemp("generated")
-    build_course(root, {lab: SOLUTIONS / lab for lab in LABS})
-    for lab in LABS:
-        nbgrader("generate_assignment", lab, "--force", cwd=root)
-    return root / "notebooks"
+def generated(released_labs):
+    """`nbgrader generate_assignment` of every lab, once per run (tests/conftest.py)."""
+    return released_labs / "notebooks"
 
 
 @pytest.mark.slow
@@ -107,11 +104,40 @@ def _validate(path, *, invert: bool) -> str:
     return result.stdout + result.stderr
 
 
+def _nbval(lab: str, folder) -> subprocess.CompletedProcess:
+    """nbval on a copy of the solution whose marked cells carry their recorded outputs."""
+    shutil.copytree(SOLUTIONS / lab, folder / lab)
+    notebook = folder / lab / f"{lab}.ipynb"
+    nb = nbformat.read(notebook, as_version=4)
+    recorded_file = EXPECTED / f"{lab}.json"
+    recorded = json.loads(recorded_file.read_text()) if recorded_file.exists() else {}
+    for cell in marked_cells(nb):
+        cell.outputs = [nbformat.from_dict(out) for out in recorded.get(cell.id, [])]
+        cell.execution_count = 1
+    nbformat.write(nb, notebook)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
+         "-q", "--rootdir", str(folder), str(notebook)],
+        cwd=folder, env=tool_env(), capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def notebook_runs(tmp_path_factory):
+    """Every lab's solution under nbval and its blank student version under ``nbgrader validate
+    --invert``, each run once, two at a time: (kind, lab) -> what the run printed."""
+    def run(job):
+        kind, lab = job
+        if kind == "nbval":
+            return _nbval(lab, tmp_path_factory.mktemp(f"nbval-{lab}"))
+        return _validate(student_path(lab), invert=True)
+    return two_at_a_time(run, [(kind, lab) for lab in LABS for kind in ("nbval", "invert")])
+
+
 @pytest.mark.slow
 @lab_param
-def test_every_test_fails_on_the_blank_student_version(lab):
+def test_every_test_fails_on_the_blank_student_version(lab, notebook_runs):
     """Run on the untouched student notebook, no graded test passes (nbgrader validate --invert)."""
-    output = _validate(student_path(lab), invert=True)
+    output = outcome(notebook_runs, ("invert", lab))
     assert "Success! The notebook does not pass any tests." in output, output[-4000:]
 
 
@@ -129,20 +155,8 @@ def test_every_marked_cell_has_a_recorded_output():
 
 @pytest.mark.slow
 @lab_param
-def test_solution_runs_under_nbval_with_marked_outputs_compared(lab, tmp_path):
+def test_solution_runs_under_nbval_with_marked_outputs_compared(lab, notebook_runs):
     """nbval runs the whole solution notebook (--nbval-lax); the marked cells must print
     exactly the recorded output."""
-    shutil.copytree(SOLUTIONS / lab, tmp_path / lab)
-    notebook = tmp_path / lab / f"{lab}.ipynb"
-    nb = nbformat.read(notebook, as_version=4)
-    recorded_file = EXPECTED / f"{lab}.json"
-    recorded = json.loads(recorded_file.read_text()) if recorded_file.exists() else {}
-    for cell in marked_cells(nb):
-        cell.outputs = [nbformat.from_dict(out) for out in recorded.get(cell.id, [])]
-        cell.execution_count = 1
-    nbformat.write(nb, notebook)
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
-         "-q", "--rootdir", str(tmp_path), str(notebook)],
-        cwd=tmp_path, env=tool_env(), capture_output=True, text=True, timeout=900)
+    result = outcome(notebook_runs, ("nbval", lab))
     assert result.returncode == 0, result.stdout[-6000:]

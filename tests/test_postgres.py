@@ -1,7 +1,8 @@
 """A PostgreSQL gradebook shared by several graders, against a real server started here.
 
-Lab 3 submissions (correct, partial, blank, and a correct one handed in after the due date, with
-nbgrader's "zero" late penalty) are graded once into SQLite: the reference. Then two ``kit.py
+Submissions of the fixture lab (a function, a visible and a hidden test, a written answer):
+correct, partial (passes only the visible test), blank, and a correct one handed in after the
+due date, with nbgrader's "zero" late penalty, are graded once into SQLite: the reference. Then two ``kit.py
 grade`` processes grade them at once, from one course folder, into one PostgreSQL gradebook:
 on different students, then on overlapping students. Each time the gradebook holds exactly the
 reference's rows: every score, comment, timestamp and late penalty, no row lost or doubled.
@@ -21,15 +22,17 @@ from pathlib import Path
 import pytest
 from gradebooks import row_counts, snapshot
 from servers import PostgresServer, unavailable_reason
-from submission_factory import read_release, read_source, standard_set, submit
+from submission_factory import read_release, read_source, standard_set, submit, with_solution
 
 from instructor.__main__ import main as kit
 from instructor.environment import tool_env
 from instructor.grading import gradebook
-from labs import ROOT, make_course, nbgrader, solution_path
+from labs import ROOT, make_course, nbgrader
 
 pytestmark = pytest.mark.slow
-LAB = "lab3_backprop_mlp"
+LAB = "fixture"
+FIXTURE = Path(__file__).parent / "fixtures" / "fixture_lab.ipynb"
+HALF_RIGHT = "def add(a, b):\n    return int(a) + int(b)  # wrong for fractions: the hidden test"
 DUE = "2026-03-02 12:00:00 UTC"
 SUBMITTED_AT = {"correct": "2026-03-01 10:00:00.000000 UTC", "partial": "2026-03-02 11:59:00.000000 UTC",
                 "blank": "2026-03-01 18:30:00.000000 UTC", "late": "2026-03-03 09:15:00.000000 UTC"}
@@ -48,13 +51,14 @@ def postgres():
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory) -> Path:
-    """A Lab 3 course with its four submissions, nothing graded."""
-    root = make_course(tmp_path_factory.mktemp("pg-pristine"), {LAB: solution_path(LAB)})
+    """A course of the fixture lab with its four submissions, nothing graded."""
+    root = make_course(tmp_path_factory.mktemp("pg-pristine"), {LAB: FIXTURE})
     with open(root / "nbgrader_config.py", "a") as config:
         config.write(COURSE_CONFIG)
     nbgrader("generate_assignment", LAB, "--force", "--db", f"sqlite:///{root / 'release.db'}",
              cwd=root)
     made = standard_set(read_release(root, LAB), read_source(root, LAB))
+    made["partial"] = with_solution(made["correct"], HALF_RIGHT, "add")
     made["late"] = made["correct"]
     for student, nb in made.items():
         folder = submit(root, LAB, student, nb)

@@ -3,7 +3,7 @@
 :func:`start_kernel` launches one kernel (sandboxed with bwrap, or bare with ``--no-sandbox``)
 through :mod:`.launch`, which applies the limits first. The kernel starts at once, imports what
 the labs use, and waits; the grader hands it to nbgrader (:mod:`.provisioner`) when a submission
-comes. :class:`KernelPool` keeps one started kernel ahead per worker, so kernel start and imports
+comes. :class:`KernelPool` keeps started kernels ahead of the workers, so kernel start and imports
 happen while the previous submission runs, and :meth:`KernelPool.release` kills each kernel,
 with everything it started, after its one submission: the grader decides this from the process
 handle and group it created, never from anything the kernel could write.
@@ -167,15 +167,15 @@ def stop_kernel(handle: KernelHandle) -> None:
 
 
 class KernelPool:
-    """Started kernels waiting for a submission: up to ``spare`` of them, and never more in all
-    than the ``needed`` submissions of the run."""
+    """Started kernels waiting for a submission: ``first`` of them at once (default ``spare``),
+    then up to ``spare``, and never more in all than the ``needed`` submissions of the run."""
 
-    def __init__(self, plan: KernelPlan, *, spare: int, needed: int):
-        self.plan, self.needed = plan, needed
+    def __init__(self, plan: KernelPlan, *, spare: int, needed: int, first: int | None = None):
+        self.plan, self.spare, self.needed = plan, spare, needed
         self.ready: deque[KernelHandle] = deque()
         self.lock = threading.Lock()
         self.started = 0
-        for _ in range(min(spare, needed)):
+        for _ in range(min(spare if first is None else first, needed)):
             self.ready.append(self._start())
 
     def _start(self) -> KernelHandle:
@@ -183,14 +183,14 @@ class KernelPool:
         return start_kernel(self.plan, self.started)
 
     def take(self) -> KernelHandle:
-        """A started kernel for one submission (and, while more are needed, a new one starts to
-        take its place)."""
+        """A started kernel for one submission (and, while more are needed, new ones start
+        until ``spare`` wait again)."""
         with self.lock:
             handle = self.ready.popleft() if self.ready else self._start()
             if handle.process.poll() is not None:  # it died waiting: start another
                 stop_kernel(handle)
                 handle = self._start()
-            if self.started < self.needed:
+            while len(self.ready) < self.spare and self.started < self.needed:
                 self.ready.append(self._start())
             return handle
 

@@ -3,11 +3,10 @@
 Where a submission goes:
 
 1. :class:`LabGrader` holds what one machine needs to grade a lab: the run's workspace
-   (:mod:`.workspace`), one warm nbgrader process per worker slot
-   (:mod:`instructor.nbgrader_runner`) and a pool of pre-started sandboxed kernels
-   (:mod:`.kernels`). Its :meth:`~LabGrader.grade` takes one submitted folder: a scratch course
+   (:mod:`.workspace`), a pool of pre-started sandboxed kernels (:mod:`.kernels`) and one warm
+   nbgrader process (:mod:`instructor.nbgrader_runner`). Its :meth:`~LabGrader.grade` takes one submitted folder: a scratch course
    with a copy of it, a structural check of the files (:mod:`.diagnosis`), then ``nbgrader
-   autograde`` in a forked child of a warm process, under the per-submission time limit. That
+   autograde`` in a forked child of the warm process, under the per-submission time limit. That
    child adopts a pre-started kernel, runs the notebook in it, and recomputes every verdict
    outside it (:mod:`.preprocessors`). The kernel is killed afterwards. The result is a
    :class:`Graded`: the outcome and the scratch course (its gradebook and executed notebook).
@@ -27,7 +26,6 @@ import hashlib
 import itertools
 import json
 import os
-import queue
 import shutil
 import sys
 import time
@@ -97,22 +95,21 @@ class LabGrader:
                  duedate: datetime | None = None):
         self.lab, self.limits = lab, limits
         self.isolation = require_sandbox() if sandbox else "none"
-        self.runners = [WarmNbgrader() for _ in range(slots)]
-        self.free: queue.Queue[WarmNbgrader] = queue.Queue()
-        self.space = self.pool = None
+        self.space = self.pool = self.runner = None
         try:
-            self.space = Workspace.create(lab, source, config, limits, self.runners[0], also_seed,
-                                          duedate)
+            # kernels first: they start (and import torch) while the warm nbgrader process
+            # imports and seeds the gradebooks
+            self.space = Workspace.open(lab, source, limits)
             plan = KernelPlan(self.space.run_dir, Path(source), limits, sandbox,
                               self.space.matplotlib_cache, self.space.preload())
             # one spare more than slots: a quick submission (a blank one) ends before the
             # kernel started in its place is ready; the next kernel is then already there
-            self.pool = KernelPool(plan, spare=slots + 1, needed=needed)
+            self.pool = KernelPool(plan, spare=slots + 1, needed=needed, first=slots)
+            self.runner = WarmNbgrader()  # one process; each submission is a child of it
+            self.space.seed(config, self.runner, also_seed, duedate)
         except BaseException:
             self.close()
             raise
-        for runner in self.runners:
-            self.free.put(runner)
         self.numbers = itertools.count(1)  # scratch folders (next() is atomic in CPython)
 
     def grade(self, student: str, files: Path, log: Path) -> Graded:
@@ -133,20 +130,18 @@ class LabGrader:
             outcome.problems += inspect_submission(sorted(self.space.source.glob("*.ipynb")),
                                                    submitted)
             self._review(outcome, submitted)
-            runner = self.free.get()
             kernel = self.pool.take()
             try:
                 argv = ["autograde", self.lab, "--student", student, "--force", "--db",
                         f"sqlite:///{scratch / 'gradebook.db'}"]
                 memory = (self.limits.memory_mb + MEMORY_FOR_NBGRADER_MB) * 1024 * 1024
                 child = time.monotonic()
-                status, killed = runner.run(argv, cwd=scratch, log=log, memory=memory,
+                status, killed = self.runner.run(argv, cwd=scratch, log=log, memory=memory,
                                             env=self.space.nbgrader_env(scratch, kernel),
                                             timeout=self.limits.submission_timeout)
                 outcome.timings["nbgrader"] = round(time.monotonic() - child, 3)
             finally:
                 self.pool.release(kernel)
-                self.free.put(runner)
             self._read(outcome, scratch, status, killed, log)
         except (OSError, RuntimeError, ValueError, nbformat.ValidationError) as error:
             _grader_error(outcome, log, error)
@@ -188,8 +183,8 @@ class LabGrader:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.close()
-        for runner in self.runners:
-            runner.close()
+        if self.runner is not None:
+            self.runner.close()
         if self.space is not None:
             self.space.close()
 

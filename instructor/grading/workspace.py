@@ -98,30 +98,34 @@ class Workspace:
         return self.run_dir / "template"
 
     @classmethod
-    def create(cls, lab: str, source: Path, config: Path, limits: Limits, seeder: WarmNbgrader,
-               also_seed: tuple[str, ...] = (), duedate: datetime | None = None) -> Workspace:
-        """The run folder for grading ``lab`` from its ``source`` folder under the course's
-        ``config``; ``also_seed`` lists further gradebook URLs to seed with the assignment (the
-        course's own, on the machine that records the results); ``duedate`` is the course
-        gradebook's due date of the lab (naive UTC), for nbgrader's late penalties."""
-        run_dir = Path(tempfile.mkdtemp(prefix="kit-grade-"))
-        space = cls(lab, Path(source), limits, run_dir)
-        build_course(space.template, {lab: source}, config=config,
-                     extra_config=grading_config(limits))
-        template_db = f"sqlite:///{space.template / 'gradebook.db'}"
+    def open(cls, lab: str, source: Path, limits: Limits) -> Workspace:
+        """A new run folder for grading ``lab`` from its ``source`` folder, with what kernels
+        need to start (the font cache): kernels may start before :meth:`seed` is done."""
+        space = cls(lab, Path(source), limits, Path(tempfile.mkdtemp(prefix="kit-grade-")))
+        space._build_font_cache()
+        return space
+
+    def seed(self, config: Path, seeder: WarmNbgrader, also_seed: tuple[str, ...] = (),
+             duedate: datetime | None = None) -> None:
+        """The template course under the course's ``config``, its gradebook and the kernelspec;
+        ``also_seed`` lists further gradebook URLs to seed with the assignment (the course's
+        own, on the machine that records the results); ``duedate`` is the course gradebook's
+        due date of the lab (naive UTC), for nbgrader's late penalties."""
+        lab = self.lab
+        build_course(self.template, {lab: self.source}, config=config,
+                     extra_config=grading_config(self.limits))
+        template_db = f"sqlite:///{self.template / 'gradebook.db'}"
         for url in (template_db, *also_seed):
             argv = ["generate_assignment", lab, "--force", "--db", url]
-            log = run_dir / "generate_assignment.log"
+            log = self.run_dir / "generate_assignment.log"
             with gradebook.exclusive(url):  # graders sharing a gradebook seed it one at a time
-                status, _ = seeder.run(argv, cwd=space.template, env=tool_env(), log=log)
+                status, _ = seeder.run(argv, cwd=self.template, env=tool_env(), log=log)
             if status != 0:
                 raise RuntimeError(f"nbgrader {' '.join(argv)} failed (exit {status}):\n"
                                    f"{log.read_text(errors='replace')[-3000:]}")
         if duedate is not None:
             gradebook.set_duedate(template_db, lab, duedate)
-        space._write_kernelspec()
-        space._build_font_cache()
-        return space
+        self._write_kernelspec()
 
     def _write_kernelspec(self) -> None:
         folder = self.run_dir / "jupyter" / "kernels" / KERNEL_NAME
