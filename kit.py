@@ -133,7 +133,8 @@ def ensure_environment() -> Path:
 
 
 def run_tests(python: str, args: list[str]) -> int:
-    """ruff, then pytest (which runs the solution notebooks through nbval)."""
+    """ruff, then pytest (which runs the solution notebooks through nbval) on two workers, each
+    test file whole on one of them (pytest-xdist), unless ``args`` choose otherwise."""
     env = dict(os.environ)
     env["PATH"] = str(Path(python).parent) + os.pathsep + env.get("PATH", "")
     env.setdefault("LAB_DEVICE", "cpu")
@@ -144,7 +145,10 @@ def run_tests(python: str, args: list[str]) -> int:
         print("ruff found problems (see above); fix them or run `ruff check --fix .`", flush=True)
         return lint.returncode
     print("== pytest", flush=True)
-    return subprocess.run([python, "-m", "pytest", "-p", "no:cacheprovider", *args],
+    chosen = any(a in ("-n", "--numprocesses", "--dist") or a.startswith(("-n", "--numprocesses="))
+                 or a == "no:xdist" for a in args)
+    workers = [] if chosen else ["-n", "2", "--dist", "loadfile"]
+    return subprocess.run([python, "-m", "pytest", "-p", "no:cacheprovider", *workers, *args],
                           env=env).returncode
 
 

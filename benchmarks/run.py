@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{grading_lab}, a class of {size}: even student ids hand in the solution, odd ones "
             "the blank student version. Each grader starts from a fresh copy of the same course "
             "(the kit's nbgrader_config.py); times include each tool's own start (the kit's: "
-            "seeding the gradebooks, starting its warm nbgrader processes and kernels).")
+            "seeding the gradebooks, starting its warm nbgrader process and kernels).")
 
     report.load.append(load_average())
     text = render(report)

@@ -196,7 +196,7 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def test_submission_time_limit_kills_nbgrader_and_its_kernel(tmp_path, monkeypatch):
+def test_submission_time_limit_kills_nbgrader_and_its_kernel(tmp_path, monkeypatch, request):
     """A submission still running at the per-submission limit is stopped (nbgrader and its
     kernel killed, nothing of theirs left running) and scores 0; the others are graded."""
     import tempfile
@@ -205,9 +205,10 @@ def test_submission_time_limit_kills_nbgrader_and_its_kernel(tmp_path, monkeypat
     from instructor.grading.limits import Limits
     from instructor.grading.run import grade
 
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # the run's folders, kernels' paths
+    # the run's folders and the kernels' paths; a short one: kernels' sockets live there
+    scratch = Path(tempfile.mkdtemp(prefix="kit-limit-"))
+    request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     root = build_course(tmp_path / "course", LAB, FIXTURE)
     release = read_release(root, LAB)
     submit(root, LAB, "correct", with_solution(release, CORRECT, "add"))
@@ -217,7 +218,9 @@ def test_submission_time_limit_kills_nbgrader_and_its_kernel(tmp_path, monkeypat
                      limits=Limits(cell_timeout=300, submission_timeout=15))
     by_student = {o.student: o for o in outcomes}
     assert by_student["stuck"].status.value == "failed"
-    assert [p.code for p in by_student["stuck"].problems] == ["submission_timeout"]
+    log = (root / "grading" / LAB / "logs" / "stuck.log").read_text()[-3000:]
+    assert [p.code for p in by_student["stuck"].problems] == ["submission_timeout"], (
+        by_student["stuck"].problems, log)
     assert by_student["correct"].status.value == "graded"
     assert scores(root / "gradebook.db", LAB) == {"correct": 3.0, "stuck": 0.0}
     assert _processes_mentioning(str(scratch)) == []
@@ -263,3 +266,22 @@ def test_a_gradebook_failure_mid_batch_is_reported_and_a_rerun_resumes(tmp_path,
     assert gradebook_rows(broken.root / "gradebook.db", LAB) == \
         gradebook_rows(clean.root / "gradebook.db", LAB)
     assert grade(broken, LAB, workers=2, progress=False) == []  # nothing left to grade
+
+
+def test_a_tmpdir_too_long_for_kernel_sockets_is_refused_before_grading(tmp_path, monkeypatch):
+    """Kernels talk through Unix sockets in the run's folder, whose paths have a length limit:
+    a TMPDIR too deep for them is named, with what to do, before anything starts."""
+    import tempfile
+
+    from instructor.course import Course
+    from instructor.grading.run import grade
+
+    root = build_course(tmp_path / "course", LAB, FIXTURE)
+    submit(root, LAB, "correct", with_solution(read_release(root, LAB), CORRECT, "add"))
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    with pytest.raises(ValueError, match="TMPDIR: expected a folder with a path short enough"):
+        grade(Course.open(root), LAB, workers=1, progress=False)
+    assert not list(deep.iterdir())  # nothing left behind
+    assert not (root / "grading" / LAB / "results.json").exists()

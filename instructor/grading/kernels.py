@@ -37,6 +37,18 @@ from .sandbox import (
 )
 
 CHANNELS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+SOCKET_PATH_BYTES = 107  # a Unix socket's path, at most (Linux; 103 on macOS)
+
+
+def check_socket_room(run_dir: Path) -> None:
+    """Raise ``ValueError`` when the kernels' sockets under ``run_dir`` (a folder in ``TMPDIR``)
+    would have paths longer than Unix sockets allow."""
+    longest = Path(run_dir) / "kernel-9999" / "ipc" / f"k-{len(CHANNELS)}"
+    if len(os.fsencode(longest)) > SOCKET_PATH_BYTES:
+        raise ValueError(f"TMPDIR: expected a folder with a path short enough for the grading "
+                         f"kernels' sockets ({longest}: {len(os.fsencode(longest))} bytes, at "
+                         f"most {SOCKET_PATH_BYTES}), got {Path(run_dir).parent}; set TMPDIR to "
+                         f"a shorter folder, such as /tmp")
 
 
 @dataclass(frozen=True)
@@ -171,6 +183,7 @@ class KernelPool:
     then up to ``spare``, and never more in all than the ``needed`` submissions of the run."""
 
     def __init__(self, plan: KernelPlan, *, spare: int, needed: int, first: int | None = None):
+        check_socket_room(plan.run_dir)
         self.plan, self.spare, self.needed = plan, spare, needed
         self.ready: deque[KernelHandle] = deque()
         self.lock = threading.Lock()
