@@ -4,10 +4,10 @@ Where a submission goes:
 
 1. :class:`LabGrader` holds what one machine needs to grade a lab: the run's workspace
    (:mod:`.workspace`), a pool of pre-started sandboxed kernels (:mod:`.kernels`) and one warm
-   nbgrader process (:mod:`instructor.nbgrader_runner`). Its :meth:`~LabGrader.grade` takes one submitted folder: a scratch course
-   with a copy of it, a structural check of the files (:mod:`.diagnosis`), then ``nbgrader
-   autograde`` in a forked child of the warm process, under the per-submission time limit. That
-   child adopts a pre-started kernel, runs the notebook in it, and recomputes every verdict
+   nbgrader process (:mod:`instructor.nbgrader_runner`). Its :meth:`~LabGrader.grade` takes
+   one submitted folder: a scratch course with a copy of it, a structural check of the files
+   (:mod:`.diagnosis`), then ``nbgrader autograde`` in a forked child of the warm process, under
+   the per-submission time limit. That child adopts a pre-started kernel, runs the notebook in it, and recomputes every verdict
    outside it (:mod:`.preprocessors`). The kernel is killed afterwards. The result is a
    :class:`Graded`: the outcome and the scratch course (its gradebook and executed notebook).
 2. :func:`grade` runs a :class:`LabGrader` on worker threads; its main thread, the only writer of
@@ -137,8 +137,8 @@ class LabGrader:
                 memory = (self.limits.memory_mb + MEMORY_FOR_NBGRADER_MB) * 1024 * 1024
                 child = time.monotonic()
                 status, killed = self.runner.run(argv, cwd=scratch, log=log, memory=memory,
-                                            env=self.space.nbgrader_env(scratch, kernel),
-                                            timeout=self.limits.submission_timeout)
+                                                 env=self.space.nbgrader_env(scratch, kernel),
+                                                 timeout=self.limits.submission_timeout)
                 outcome.timings["nbgrader"] = round(time.monotonic() - child, 3)
             finally:
                 self.pool.release(kernel)
