@@ -7,9 +7,10 @@ Where a submission goes:
    nbgrader process (:mod:`instructor.nbgrader_runner`). Its :meth:`~LabGrader.grade` takes
    one submitted folder: a scratch course with a copy of it, a structural check of the files
    (:mod:`.diagnosis`), then ``nbgrader autograde`` in a forked child of the warm process, under
-   the per-submission time limit. That child adopts a pre-started kernel, runs the notebook in it, and recomputes every verdict
-   outside it (:mod:`.preprocessors`). The kernel is killed afterwards. The result is a
-   :class:`Graded`: the outcome and the scratch course (its gradebook and executed notebook).
+   the per-submission time limit. That child adopts a pre-started kernel, runs the notebook in
+   it, and recomputes every verdict outside it (:mod:`.preprocessors`). The kernel is killed
+   afterwards. The result is a :class:`Graded`: the outcome and the scratch course (its
+   gradebook and executed notebook).
 2. :func:`grade` runs a :class:`LabGrader` on worker threads; its main thread, the only writer of
    the course's gradebook, records each result (:func:`record`, :mod:`.gradebook`), keeps the
    executed notebook in ``autograded/``, and writes ``grading/<lab>/results.json`` after every
