@@ -145,11 +145,15 @@ def run_tests(python: str, args: list[str]) -> int:
         print("ruff found problems (see above); fix them or run `ruff check --fix .`", flush=True)
         return lint.returncode
     print("== pytest", flush=True)
-    chosen = any(a in ("-n", "--numprocesses", "--dist") or a.startswith(("-n", "--numprocesses="))
-                 or a == "no:xdist" for a in args)
+    return subprocess.run([python, "-m", "pytest", *pytest_arguments(args)], env=env).returncode
+
+
+def pytest_arguments(args: list[str]) -> list[str]:
+    """pytest's arguments for ``kit.py test ARGS``: two pytest-xdist workers, each test file whole
+    on one, unless ``args`` choose the workers or the distribution themselves."""
+    chosen = any(a.startswith(("-n", "--numprocesses", "--dist")) or a == "no:xdist" for a in args)
     workers = [] if chosen else ["-n", "2", "--dist", "loadfile"]
-    return subprocess.run([python, "-m", "pytest", "-p", "no:cacheprovider", *workers, *args],
-                          env=env).returncode
+    return ["-p", "no:cacheprovider", *workers, *args]
 
 
 def exchange_ready(python: str) -> bool:

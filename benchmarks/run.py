@@ -257,8 +257,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')}: expected an int >= 1, got {value}")
     folder = args.grading_dir
-    if folder is not None and (not folder.is_dir() or any(folder.iterdir()) if folder.exists()
-                               else False):
+    if folder is not None and folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         parser.error(f"--grading-dir: expected a new or empty folder, got {folder} (it holds files"
                      " or is not a folder)")
     return args

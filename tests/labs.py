@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -51,31 +51,10 @@ def read_cells(path: Path) -> list[dict]:
     return json.loads(path.read_text())["cells"]
 
 
-class Raised:
-    """What :func:`two_at_a_time` keeps for an item whose call raised; :meth:`result` re-raises
-    it in the test that reads it."""
-
-    def __init__(self, error: BaseException):
-        self.error = error
-
-    def result(self):
-        raise self.error
-
-
-def two_at_a_time(function: Callable[[T], R], items: Iterable[T]) -> dict[T, R | Raised]:
+def two_at_a_time(function: Callable[[T], R], items: Iterable[T]) -> dict[T, Future[R]]:
     """``function(item)`` for every item, two at a time (each call waits on a child process that
-    uses one core; the test machines have two): item -> its result, or :class:`Raised`."""
-    def call(item):
-        try:
-            return function(item)
-        except Exception as error:  # kept for the test that reads this item, which re-raises it
-            return Raised(error)
-    items = list(items)
+    uses one core; the test machines have two), all finished on return: item -> its future, whose
+    ``result()`` gives what the call returned or re-raises what it raised, in the test that reads
+    that item."""
     with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(items, pool.map(call, items)))
-
-
-def outcome(results: dict, item):
-    """``results[item]`` from :func:`two_at_a_time`, re-raising what the call raised."""
-    value = results[item]
-    return value.result() if isinstance(value, Raised) else value
+        return {item: pool.submit(function, item) for item in items}

@@ -14,6 +14,7 @@ import io
 import math
 import re
 import sys
+from concurrent.futures import Future
 
 import nbformat
 import pytest
@@ -22,7 +23,7 @@ from engine_catalogue import LAB, TEST_CELLS, Engine, buggy_engines, correct_eng
 
 import lab_utils
 from lab_utils import engine_check, engine_diagnosis, engine_graphs, engine_probes
-from labs import nbgrader, outcome, solution_path, two_at_a_time
+from labs import nbgrader, solution_path, two_at_a_time
 
 CORRECT = correct_engines()
 BUGGY = buggy_engines()
@@ -187,9 +188,9 @@ def _validate(engine: Engine, folder) -> str:
 
 
 @pytest.fixture(scope="module")
-def validated(tmp_path_factory) -> dict[str, str]:
+def validated(tmp_path_factory) -> dict[str, Future[str]]:
     """nbgrader validate's report for each engine the tests below validate, two at a time:
-    engine name -> report."""
+    engine name -> its future report."""
     engines = [*CORRECT[1:], next(e for e in BUGGY if e.name == "gradient overwritten")]
     by_name = {engine.name: engine for engine in engines}
     return two_at_a_time(lambda name: _validate(by_name[name], tmp_path_factory.mktemp("validate")),
@@ -200,14 +201,14 @@ def validated(tmp_path_factory) -> dict[str, str]:
 @pytest.mark.parametrize("engine", CORRECT[1:], ids=_ids(CORRECT[1:]))
 def test_correct_engines_in_other_styles_pass_nbgrader_validate(engine, validated):
     """The whole notebook (hidden tests included) with another correct engine validates."""
-    report = outcome(validated, engine.name)
+    report = validated[engine.name].result()
     assert "Success! Your notebook passes all the tests." in report, report[-4000:]
 
 
 @pytest.mark.slow
 def test_nbgrader_validate_shows_the_diagnosis_of_a_buggy_engine(validated):
     """What a student who overwrites gradients sees when pressing Validate."""
-    report = " ".join(outcome(validated, "gradient overwritten").split())
+    report = " ".join(validated["gradient overwritten"].result().split())
     assert "VALIDATION FAILED" in report, report[-4000:]
     assert "overwritten instead of accumulated; add every user's contribution" in report, report[-4000:]
 

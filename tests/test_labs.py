@@ -24,7 +24,6 @@ from labs import (
     SOLUTIONS,
     discover_labs,
     nbgrader,
-    outcome,
     read_cells,
     solution_path,
     student_path,
@@ -137,7 +136,7 @@ def notebook_runs(tmp_path_factory):
 @lab_param
 def test_every_test_fails_on_the_blank_student_version(lab, notebook_runs):
     """Run on the untouched student notebook, no graded test passes (nbgrader validate --invert)."""
-    output = outcome(notebook_runs, ("invert", lab))
+    output = notebook_runs["invert", lab].result()
     assert "Success! The notebook does not pass any tests." in output, output[-4000:]
 
 
@@ -158,5 +157,5 @@ def test_every_marked_cell_has_a_recorded_output():
 def test_solution_runs_under_nbval_with_marked_outputs_compared(lab, notebook_runs):
     """nbval runs the whole solution notebook (--nbval-lax); the marked cells must print
     exactly the recorded output."""
-    result = outcome(notebook_runs, ("nbval", lab))
+    result = notebook_runs["nbval", lab].result()
     assert result.returncode == 0, result.stdout[-6000:]

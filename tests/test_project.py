@@ -1,5 +1,5 @@
 """The project's own wiring: one environment description, two README commands, CI runs the
-test command, instructor data stays out of git."""
+test command and runs it on two workers, instructor data stays out of git."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
+import kit
 from labs import ROOT
 
 
@@ -51,6 +52,15 @@ def test_kit_rejects_an_unknown_command_without_installing_anything():
                             text=True, timeout=60)
     assert result.returncode == 2
     assert "unknown command 'fly'" in result.stderr and "usage:" in result.stderr
+
+
+def test_kit_test_runs_two_workers_unless_the_user_chooses_them():
+    assert kit.pytest_arguments(["-k", "grading"])[-6:] == ["-n", "2", "--dist", "loadfile",
+                                                           "-k", "grading"]
+    for chosen in (["-n", "4"], ["-n4"], ["--numprocesses=auto"], ["--dist", "load"],
+                   ["--dist=each"], ["-p", "no:xdist"]):
+        arguments = kit.pytest_arguments(chosen)
+        assert "loadfile" not in arguments and arguments[-len(chosen):] == chosen, chosen
 
 
 def test_instructor_data_is_git_ignored():
