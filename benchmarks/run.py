@@ -129,6 +129,14 @@ def grading_breakdown(b: Breakdown) -> list[str]:
              "(`grading/<lab>/results.json`). The nbgrader child runs the notebook in a kernel "
              "started beforehand, then re-runs the tests in its own process; the main process "
              "records the result.", "", *table(["part", "seconds"], rows)]
+    lines += ["", "What the kit does that plain nbgrader does not: each kernel starts (with torch and "
+              "the lab's imports) before its submission comes; one warm nbgrader process forks a "
+              "child per submission instead of importing nbgrader again; a kernel is killed as "
+              "soon as its last cell has answered, where nbclient would ask it to shut down and "
+              "wait about a second for its interpreter to exit; kernels print plain tracebacks "
+              "(IPython's context tracebacks take 20–100 ms per error, and a blank notebook "
+              "raises in about forty cells). What it adds: the sandbox, the guard line in locked "
+              "cells, the recorder, the replay and the record into the course gradebook."]
     if b.kernel_start is not None:
         lines += ["", f"A sandboxed kernel takes {fmt_time(b.kernel_start)} from launch to its "
                   "first reply with the lab's imports loaded (median of 3); the kernel pool pays "

@@ -126,10 +126,12 @@ class WarmNbgrader:
             return
         try:
             process.stdin.close()
-            process.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            process.kill()
-            process.wait()
+        except OSError:
+            pass
+        # it holds no state (its children have their own sessions and ends): no need to wait
+        # for its interpreter to tear down torch and the rest
+        process.kill()
+        process.wait()
 
 
 def _reply(box: queue.Queue, timeout: float | None) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import csv
 import html
+import json
 import re
 import shutil
 from pathlib import Path
@@ -128,6 +129,22 @@ def test_output_flood_is_capped_in_the_autograded_notebook(graded):
     root, _, _ = graded
     notebook = root / "autograded" / "output_flood" / LAB / f"{LAB}.ipynb"
     assert notebook.stat().st_size < 1_000_000, notebook.stat().st_size
+
+
+def test_errors_in_the_autograded_notebook_are_plain_tracebacks(graded):
+    """A failing cell shows where it failed, frame by frame (cell or file, line, the code) and
+    the error last, without IPython's context lines around each frame (they take 20-100 ms to
+    format per error, and a blank notebook fails in most of its cells)."""
+    root, _, _ = graded
+    notebook = json.loads((root / "autograded" / "blank" / LAB / f"{LAB}.ipynb").read_text())
+    tracebacks = [re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(output["traceback"]))
+                  for cell in notebook["cells"] for output in cell.get("outputs", [])
+                  if output["output_type"] == "error"]
+    assert tracebacks, "the blank submission's notebook shows no error"
+    for traceback in tracebacks:
+        assert re.search(r"Cell In\[\d+\], line \d+", traceback), traceback
+        assert "NotImplementedError" in traceback.splitlines()[-1], traceback
+        assert "---->" not in traceback, traceback
 
 
 def test_regrading_gives_the_same_gradebook(graded):

@@ -68,3 +68,13 @@ def test_instructor_data_is_git_ignored():
               "feedback/a/b.html", ".venv/bin/python", "artifacts/browser/lab.png"]
     result = subprocess.run(["git", "check-ignore", *probes], cwd=ROOT, capture_output=True, text=True)
     assert sorted(result.stdout.split()) == sorted(probes)
+
+
+def test_reading_a_notebook_does_not_build_jsonschemas_iri_parser():
+    """jsonschema 4.25+ imports rfc3987-syntax, which builds a parser for over a second in every
+    process that imports nbformat (each nbgrader command, each grader); pyproject.toml keeps
+    jsonschema below it."""
+    probe = "import sys, nbformat; print('rfc3987_syntax' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=120, check=True)
+    assert result.stdout.strip() == "False"

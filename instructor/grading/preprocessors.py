@@ -35,7 +35,6 @@ from nbgrader.utils import has_failed
 from traitlets import Integer
 
 from ..notebooks import grade_id, is_context_cell, is_locked, is_test_cell
-from .replay import Verdict, graded_names, replay_notebook
 from .rules.syntax import parse_python
 
 PROLOGUE = '__import__("kernel_side").locked_cell'
@@ -61,6 +60,8 @@ class PrepareCells(NbGraderPreprocessor):
     """Put the kernel-side call at the top of every locked code cell."""
 
     def preprocess(self, nb, resources):
+        from .replay import graded_names  # imports torch: not in the grader's main process
+
         resources["kit_started"] = time.time()
         names = tuple(graded_names(source_notebook(resources)))
         for cell in nb.cells:
@@ -144,6 +145,7 @@ class RecomputeVerdicts(NbGraderPreprocessor):
     cell_timeout = Integer(120, help="seconds per test cell in the grader's process").tag(config=True)
 
     def preprocess(self, nb, resources):
+        from .replay import Verdict, replay_notebook
         from .rules import describe, review
 
         source = source_notebook(resources)

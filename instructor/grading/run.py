@@ -98,15 +98,15 @@ class LabGrader:
         self.isolation = require_sandbox() if sandbox else "none"
         self.space = self.pool = self.runner = None
         try:
-            # kernels first: they start (and import torch) while the warm nbgrader process
-            # imports and seeds the gradebooks
+            # the warm nbgrader process and the kernels start at once: they import (nbgrader,
+            # torch) while this process prepares the workspace and then seeds the gradebooks
+            self.runner = WarmNbgrader()  # one process; each submission is a child of it
             self.space = Workspace.open(lab, source, limits)
             plan = KernelPlan(self.space.run_dir, Path(source), limits, sandbox,
                               self.space.matplotlib_cache, self.space.preload())
             # one spare more than slots: a quick submission (a blank one) ends before the
             # kernel started in its place is ready; the next kernel is then already there
             self.pool = KernelPool(plan, spare=slots + 1, needed=needed, first=slots)
-            self.runner = WarmNbgrader()  # one process; each submission is a child of it
             self.space.seed(config, self.runner, also_seed, duedate)
         except BaseException:
             self.close()

@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -73,6 +74,7 @@ c.Execute.timeout = {limits.cell_timeout}
 c.ExecutePreprocessor.timeout = {limits.cell_timeout}
 c.Execute.startup_timeout = 120
 c.Execute.interrupt_on_timeout = True
+c.Execute.shutdown_kernel = "immediate"
 c.RecomputeVerdicts.cell_timeout = {limits.cell_timeout}
 c.Autograde.autograde_preprocessors = {PIPELINE!r}
 """
@@ -110,22 +112,29 @@ class Workspace:
         """The template course under the course's ``config``, its gradebook and the kernelspec;
         ``also_seed`` lists further gradebook URLs to seed with the assignment (the course's
         own, on the machine that records the results); ``duedate`` is the course gradebook's
-        due date of the lab (naive UTC), for nbgrader's late penalties."""
-        lab = self.lab
-        build_course(self.template, {lab: self.source}, config=config,
-                     extra_config=grading_config(self.limits))
+        due date of the lab (naive UTC), for nbgrader's late penalties. The gradebooks are
+        seeded at the same time, each from a course folder of its own."""
         template_db = f"sqlite:///{self.template / 'gradebook.db'}"
-        for url in (template_db, *also_seed):
-            argv = ["generate_assignment", lab, "--force", "--db", url]
-            log = self.run_dir / "generate_assignment.log"
-            with gradebook.exclusive(url):  # graders sharing a gradebook seed it one at a time
-                status, _ = seeder.run(argv, cwd=self.template, env=tool_env(), log=log)
-            if status != 0:
-                raise RuntimeError(f"nbgrader {' '.join(argv)} failed (exit {status}):\n"
-                                   f"{log.read_text(errors='replace')[-3000:]}")
+        seeds = [(self.template, template_db)]
+        seeds += [(self.run_dir / f"seed-{number}", url) for number, url in enumerate(also_seed)]
+        for folder, _ in seeds:
+            build_course(folder, {self.lab: self.source}, config=config,
+                         extra_config=grading_config(self.limits))
+        with ThreadPoolExecutor(max_workers=len(seeds)) as threads:
+            list(threads.map(lambda seed: self._generate(seeder, *seed), seeds))
         if duedate is not None:
-            gradebook.set_duedate(template_db, lab, duedate)
+            gradebook.set_duedate(template_db, self.lab, duedate)
         self._write_kernelspec()
+
+    def _generate(self, seeder: WarmNbgrader, folder: Path, url: str) -> None:
+        """``nbgrader generate_assignment`` of the lab in ``folder`` into the gradebook ``url``."""
+        argv = ["generate_assignment", self.lab, "--force", "--db", url]
+        log = folder / "generate_assignment.log"
+        with gradebook.exclusive(url):  # graders sharing a gradebook seed it one at a time
+            status, _ = seeder.run(argv, cwd=folder, env=tool_env(), log=log)
+        if status != 0:
+            raise RuntimeError(f"nbgrader {' '.join(argv)} failed (exit {status}):\n"
+                               f"{log.read_text(errors='replace')[-3000:]}")
 
     def _write_kernelspec(self) -> None:
         folder = self.run_dir / "jupyter" / "kernels" / KERNEL_NAME

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 
 def start(preload: tuple[str, ...] = ()) -> None:
-    """Install the guard, then import ``preload`` (what the lab's notebook imports), so that the
-    guard records those modules as they are first imported."""
+    """Plain tracebacks (IPython's context ones cost 20-100 ms per error), the guard, then
+    ``preload`` (what the lab's notebook imports), so that the guard records those modules as
+    they are first imported."""
     import importlib
 
     from IPython import get_ipython
@@ -23,6 +24,7 @@ def start(preload: tuple[str, ...] = ()) -> None:
     from . import guard, recorder
 
     ip = get_ipython()
+    ip.InteractiveTB.set_mode(mode="Plain")
     guard.install(ip)  # first: the import hook records the modules as they are first imported
     for name in preload:
         try:
