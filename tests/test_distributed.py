@@ -27,8 +27,8 @@ from instructor.__main__ import main as kit
 from instructor.commands.authoring import markdown, notebook, solution
 from instructor.commands.authoring import tests as graded_tests
 from instructor.environment import tool_env
-from instructor.grading import distributed
-from instructor.grading.sandbox import pids_cgroup_parents
+from instructor.grading import distributed, distributed_tasks
+from instructor.grading.confinement import pids_cgroup_parents
 from labs import ROOT, nbgrader
 
 LAB = "tiny"
@@ -186,7 +186,7 @@ def test_a_worker_with_another_kit_is_refused(cluster):
             distributed.check_workers(client, cluster.address, kit="0" * 64, sandbox=True,
                                       timeout=60)
         reports = distributed.check_workers(client, cluster.address,
-                                            kit=distributed.kit_fingerprint(), sandbox=True,
+                                            kit=distributed_tasks.kit_fingerprint(), sandbox=True,
                                             timeout=60)
     assert reports and all(r["sandbox"] is None for r in reports.values())
 
@@ -211,6 +211,6 @@ def test_an_unreachable_scheduler_is_named(pristine, tmp_path):
 
 def test_task_files_stay_inside_their_folder(tmp_path):
     with pytest.raises(ValueError, match="files: expected paths inside the folder, got '../x'"):
-        distributed.write_files({"../x": b""}, tmp_path)
-    distributed.write_files({"a/b.txt": b"1"}, tmp_path)
-    assert distributed.read_files(tmp_path) == {"a/b.txt": b"1"}
+        distributed_tasks.write_files({"../x": b""}, tmp_path)
+    distributed_tasks.write_files({"a/b.txt": b"1"}, tmp_path)
+    assert distributed_tasks.read_files(tmp_path) == {"a/b.txt": b"1"}

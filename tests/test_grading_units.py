@@ -19,7 +19,7 @@ from instructor.grading.kernel_side.encoding import decode, encode, fingerprint,
 from instructor.grading.limits import Limits
 from instructor.grading.outcome import Finding, Outcome, Status, load_results, save_results
 from instructor.grading.preprocessors import PROLOGUE, PrepareCells, RestoreCells
-from instructor.grading.replay import ReplayError, Stub, apply_changes, rebuild_error
+from instructor.grading.stubs import ReplayError, Stub, apply_changes, rebuild_error
 from instructor.words import describe
 
 FIXTURE = Path(__file__).parent / "fixtures" / "fixture_lab.ipynb"

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..environment import KIT_ROOT, kernel_env
+from .confinement import pids_cgroup_parents, remove_cgroup
 from .limits import Limits
 from .sandbox import (
     INSIDE_HOME,
@@ -32,7 +33,6 @@ from .sandbox import (
     KERNEL_SIDE,
     bwrap_argv,
     lab_utils_folder,
-    remove_cgroup,
     write_identity,
 )
 
@@ -155,7 +155,6 @@ def start_kernel(plan: KernelPlan, number: int) -> KernelHandle:
 
 
 def _cgroup_path(name: str) -> str | None:
-    from .sandbox import pids_cgroup_parents
     for parent in pids_cgroup_parents():
         if (parent / name).exists():
             return str(parent / name)

@@ -2,7 +2,7 @@
 
 ``SPEC`` is JSON: ``{"argv": [...], "limits": {...}, "cgroup": NAME or null}``, where ``argv``
 is the kernel's command line (bwrap's, or the bare kernel's with ``--no-sandbox``). The launcher
-sets the limits on itself (:func:`~instructor.grading.sandbox.apply_limits`), adds the seccomp
+sets the limits on itself (:func:`~instructor.grading.confinement.apply_limits`), adds the seccomp
 filter to a bwrap command line, and replaces itself with the command: the kernel inherits
 limits it cannot raise.
 """
@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from .sandbox import apply_limits, no_new_processes_filter
+from .confinement import apply_limits, no_new_processes_filter
 
 
 def main(argv: list[str]) -> None:

@@ -129,7 +129,7 @@ def _tensor_mark(value):
 
 
 def _changes(args, kwargs, before: list) -> list:
-    """How the call changed its arguments in place (see ``replay.apply_changes``)."""
+    """How the call changed its arguments in place (see ``stubs.apply_changes`` in the grader)."""
     changes = []
     for position, (value, marks) in enumerate(zip([*args, *kwargs.values()], before)):
         if isinstance(value, torch.Tensor):
