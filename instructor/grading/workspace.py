@@ -3,8 +3,9 @@
 One run folder per ``grade`` command (a private temporary folder), holding:
 
 - ``template/``: a throw-away course with the lab's source, the grading configuration and a
-  SQLite gradebook seeded by ``nbgrader generate_assignment`` (the course's own gradebook is
-  seeded the same way, as a serial run would);
+  SQLite gradebook seeded by ``nbgrader generate_assignment``; ``seed-<n>/``: the same course
+  again for each further gradebook seeded the same way at the same time (the course's own, as
+  a serial run would);
 - ``jupyter/kernels/kit-sandbox/``: the kernelspec that makes nbgrader adopt the pre-started,
   sandboxed kernels (:mod:`.provisioner`);
 - ``matplotlib/``: a font cache built once, copied to each kernel;
