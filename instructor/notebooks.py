@@ -89,3 +89,12 @@ def defined_names(source: str) -> list[str]:
         return []
     return [node.name for node in tree.body
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+
+
+def graded_names(source_nb) -> list[str]:
+    """The functions and classes the source notebook's answer cells define."""
+    names: list[str] = []
+    for cell in source_nb.cells:
+        if is_answer_cell(cell):
+            names += [n for n in defined_names(cell.source) if n not in names]
+    return names

@@ -34,7 +34,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from nbgrader.utils import has_failed
 from traitlets import Integer
 
-from ..notebooks import grade_id, is_context_cell, is_locked, is_test_cell
+from ..notebooks import grade_id, graded_names, is_context_cell, is_locked, is_test_cell
 from .rules.syntax import parse_python
 
 PROLOGUE = '__import__("kernel_side").locked_cell'
@@ -60,8 +60,6 @@ class PrepareCells(NbGraderPreprocessor):
     """Put the kernel-side call at the top of every locked code cell."""
 
     def preprocess(self, nb, resources):
-        from .replay import graded_names  # imports torch: not in the grader's main process
-
         resources["kit_started"] = time.time()
         names = tuple(graded_names(source_notebook(resources)))
         for cell in nb.cells:
@@ -145,7 +143,7 @@ class RecomputeVerdicts(NbGraderPreprocessor):
     cell_timeout = Integer(120, help="seconds per test cell in the grader's process").tag(config=True)
 
     def preprocess(self, nb, resources):
-        from .replay import Verdict, replay_notebook
+        from .replay import Verdict, replay_notebook  # torch: not in the grader's main process
         from .rules import describe, review
 
         source = source_notebook(resources)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ..notebooks import defined_names, grade_id, is_answer_cell, is_context_cell, is_test_cell
+from ..notebooks import grade_id, graded_names, is_context_cell, is_test_cell
 from .stubs import Records, ReplayError, Stub
 
 MARK = "__runs_student_code__"
@@ -39,15 +39,6 @@ class Verdict:
     passed: bool
     message: str = ""
     called: set[str] = field(default_factory=set)
-
-
-def graded_names(source_nb) -> list[str]:
-    """The functions and classes the source notebook's answer cells define."""
-    names: list[str] = []
-    for cell in source_nb.cells:
-        if is_answer_cell(cell):
-            names += [n for n in defined_names(cell.source) if n not in names]
-    return names
 
 
 def _python(source: str) -> str:
