@@ -119,15 +119,28 @@ class DaskCluster:
         import psutil
         try:
             root = psutil.Process(self.workers[number].pid)
-            tree = [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
             return
-        for process in tree:
+        tree: dict[int, psutil.Process] = {}
+        while True:  # stopped first, so that none forks a process we would not see
+            try:
+                found = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                break
+            if all(p.pid in tree for p in found):
+                break
+            for process in found:
+                tree.setdefault(process.pid, process)
+                try:
+                    process.suspend()
+                except psutil.NoSuchProcess:
+                    pass
+        for process in tree.values():
             try:
                 process.kill()
             except psutil.NoSuchProcess:
                 pass
-        psutil.wait_procs(tree, timeout=30)
+        psutil.wait_procs(list(tree.values()), timeout=30)
 
     def stop(self) -> None:
         """Workers first (SIGTERM: each closes its graders and their kernels while the scheduler

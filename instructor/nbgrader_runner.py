@@ -35,9 +35,10 @@ from .environment import KIT_ROOT, THREAD_SETTINGS, tool_env
 PRELOAD = ("nbgrader.apps.nbgraderapp", "nbgrader.apps.autogradeapp",
            "nbgrader.apps.generateassignmentapp", "nbgrader.preprocessors", "nbgrader.api",
            "nbclient", "jupyter_client", "jupyter_client.provisioning", "nbconvert.preprocessors")
-# imported whenever no command is waiting (what grading adds; a child forked before they are
-# all in imports the rest itself): the first commands, seeding gradebooks, need not wait
-PRELOAD_WHEN_IDLE = ("torch", "lab_utils", "instructor.grading.preprocessors")
+# imported whenever no command is waiting (what grading adds, then what the caller names, such
+# as the lab's torch; a child forked before they are all in imports the rest itself): the first
+# commands, seeding gradebooks, need not wait
+PRELOAD_WHEN_IDLE = ("instructor.grading.preprocessors",)
 
 
 def run_nbgrader(*args: str, cwd: Path, env: dict[str, str] | None = None,
@@ -58,16 +59,20 @@ class WarmNbgrader:
     command runs in a child of its own, and a thread reading the replies hands each to its
     command."""
 
-    def __init__(self):
+    def __init__(self, also_import: tuple[str, ...] = ()):
+        """``also_import``: modules the children will import (the lab's torch), imported in the
+        warm process when it is idle."""
         self.lock = threading.Lock()  # guards process, waiting and writes to its stdin
         self.process: subprocess.Popen | None = None
         self.waiting: dict[int, queue.Queue] = {}
         self.numbers = itertools.count(1)
+        self.also_import = tuple(also_import)
         self.start()
 
     def start(self) -> None:
         """Start the warm process (the caller holds the lock, or no thread uses this one yet)."""
-        self.process = subprocess.Popen([sys.executable, "-m", "instructor.nbgrader_runner"],
+        self.process = subprocess.Popen([sys.executable, "-m", "instructor.nbgrader_runner",
+                                         *self.also_import],
                                         cwd=KIT_ROOT, env=tool_env(**THREAD_SETTINGS),
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.waiting = {}
@@ -203,13 +208,16 @@ def _serve() -> None:
     signal.set_wakeup_fd(wakeup[1])
     signal.signal(signal.SIGCHLD, lambda *_: None)
     children: dict[int, int] = {}  # pid -> the id of the command it runs
-    later = list(PRELOAD_WHEN_IDLE)
+    later = [*PRELOAD_WHEN_IDLE, *sys.argv[1:]]
     buffer, reading = b"", True
     while reading or children:
         watched = [0, wakeup[0]] if reading else [wakeup[0]]
         ready = select.select(watched, [], [], 0 if later else None)[0]
         if not ready and later:
-            importlib.import_module(later.pop(0))
+            try:
+                importlib.import_module(later.pop(0))
+            except ImportError:  # the child that needs it reports it
+                pass
             continue
         if wakeup[0] in ready:
             while True:

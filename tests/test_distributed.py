@@ -11,7 +11,9 @@ finishes, and the gradebook still equals the reference.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -157,6 +159,23 @@ def _in_progress(cluster: DaskCluster, number: int) -> str | None:
     return None
 
 
+def _emptied(group: Path) -> bool:
+    """Kill whatever is still in the pids cgroup ``group`` and try to remove it: True once it is
+    gone. A process the kernel has not finished tearing down keeps the group busy a moment."""
+    try:
+        for pid in (group / "cgroup.procs").read_text().split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        group.rmdir()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
 @pytest.mark.slow
 def test_a_worker_killed_mid_task_has_its_submission_graded_elsewhere(cluster, pristine, local,
                                                                       tmp_path):
@@ -171,7 +190,8 @@ def test_a_worker_killed_mid_task_has_its_submission_graded_elsewhere(cluster, p
     cluster.kill_worker(0)
     for parent in pids_cgroup_parents():  # the dead worker's kernels left their cgroups
         for group in parent.glob(f"kit-{victim}-*"):
-            group.rmdir()
+            wait_for(lambda group=group: _emptied(group), timeout=60,
+                     what=f"{group} emptied and removed")
     output = grader.communicate(timeout=900)[0]
     assert grader.returncode == 0, output + cluster.logs()
     assert_same_as_local(course, local)

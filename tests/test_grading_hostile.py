@@ -172,7 +172,7 @@ def test_every_escape_ran_and_got_nowhere(graded):
 
 def test_nothing_outside_the_working_copy_changed(graded):
     """Submitted folders and the solutions are byte for byte what they were; results.json is
-    the grader's; nothing connected to the host's loopback; no record was ever unpickled."""
+    the grader's; nothing connected to the host's loopback; no record was ever unpickled or run."""
     _, root, _, before, listener = graded
     assert {name: tree_hashes(root / name) for name in before} == before
     results = load_results(Course.open(root).grading, LAB)

@@ -5,6 +5,10 @@ the replay of a test cell from records."""
 from __future__ import annotations
 
 import copy
+import json
+import math
+import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,11 +19,18 @@ import torch
 from instructor.course import Course, absolute_db_url
 from instructor.grading import rules
 from instructor.grading.diagnosis import inspect_submission, nbgrader_failure
-from instructor.grading.kernel_side.encoding import decode, encode, fingerprint, first_difference
+from instructor.grading.kernel_side.encoding import (
+    decode,
+    encode,
+    fingerprint,
+    first_difference,
+    from_text,
+    to_text,
+)
 from instructor.grading.limits import Limits
 from instructor.grading.outcome import Finding, Outcome, Status, load_results, save_results
 from instructor.grading.preprocessors import PROLOGUE, PrepareCells, RestoreCells
-from instructor.grading.stubs import ReplayError, Stub, apply_changes, rebuild_error
+from instructor.grading.stubs import Records, ReplayError, Stub, apply_changes, rebuild_error
 from instructor.words import describe
 
 FIXTURE = Path(__file__).parent / "fixtures" / "fixture_lab.ipynb"
@@ -145,11 +156,56 @@ def test_values_cross_as_plain_data_and_come_back(tmp_path):
     assert encode(object())["__kit__"] == "unrecordable"
 
 
+def test_values_without_tensors_cross_as_text_and_come_back():
+    """Records of a lab without torch are Python literals: every plain kind comes back, floats
+    that are not finite too, and nothing in the text is ever run."""
+    value = {"n": 3, 7: [1.5, (None, "s")], "odd": {1, 2}, "big": 2 ** 300 + 1, "c": 1 - 2j,
+             "nan": math.nan, "inf": -math.inf, "bytes?": "b'nan'", "r": range(1, 9, 2)}
+    entry = {"name": "f", "args": fingerprint(((value,), {})), "result": encode(value)}
+    back = from_text(to_text(entry))
+    assert first_difference(back["args"], entry["args"]) is None
+    result = decode(back["result"])
+    assert math.isnan(result.pop("nan")) and math.isnan(value.pop("nan"))
+    assert result == value
+    with pytest.raises(TypeError, match="Tensor cannot be written as text"):
+        to_text({"result": torch.ones(1)})
+    with pytest.raises(ValueError):
+        from_text("__import__('os').system('touch /tmp/kit-pwned-by-text')")
+
+
+def test_a_kernel_without_torch_records_as_text_and_the_grader_replays_it(tmp_path):
+    """The recorder in a process whose lab never imports torch: torch stays out, the call is
+    written as ``0.txt``, and the grader's stub answers the same call from it."""
+    script = """
+import json, sys
+from instructor.grading.kernel_side import recorder
+recorder.install()
+def halve(xs):
+    "Halves, and a nan."
+    return [x / 2 for x in xs] + [float("nan")]
+ns = {"halve": halve}
+recorder.begin_test(ns, "test_halve", ["halve"])
+ns["halve"]([2, 4])
+recorder.end_test()
+print(json.dumps("torch" in sys.modules))
+"""
+    run = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                         text=True, env={"PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) is False
+    folder = tmp_path / ".kit-record" / "test_halve"
+    assert sorted(p.name for p in folder.iterdir()) == ["0.txt"]
+    answer = Stub("halve", Records(folder), set())([2, 4])
+    assert answer[:2] == [1.0, 2.0] and math.isnan(answer[2])
+
+
 def test_fingerprints_tell_other_inputs_apart():
     x = torch.linspace(0, 1, 5)
     assert first_difference(fingerprint((x, 2)), fingerprint((x.clone(), 2))) is None
     assert first_difference(fingerprint((x, 2)), fingerprint((torch.zeros(5), 2)))
     assert first_difference(fingerprint([x]), fingerprint([x.double()]))
+    assert first_difference(fingerprint((math.inf, -math.inf)), fingerprint((math.inf, -math.inf))) is None
+    assert first_difference(fingerprint((math.inf,)), fingerprint((-math.inf,)))
 
 
 class _Records:

@@ -32,9 +32,12 @@ from .limits import Limits
 from .outcome import Finding, Outcome, Status
 from .rules import review
 from .sandbox import require_sandbox
-from .workspace import Workspace
+from .workspace import Workspace, lab_imports
 
-MEMORY_FOR_NBGRADER_MB = 2048  # the nbgrader child itself (the replay imports torch)
+MEMORY_FOR_NBGRADER_MB = 2048  # the nbgrader child itself (the replay may import torch)
+# what the replay imports when it runs the lab's cells, if the lab does: loaded once, in the
+# warm nbgrader process, rather than in each submission's child
+REPLAY_IMPORTS = ("torch", "lab_utils")
 
 
 def submission_digest(folder: Path) -> str:
@@ -68,7 +71,9 @@ class LabGrader:
         try:
             # the warm nbgrader process and the kernels start at once: they import (nbgrader,
             # torch) while this process prepares the workspace and then seeds the gradebooks
-            self.runner = WarmNbgrader()  # one process; each submission is a child of it
+            imports = {name.split(".")[0] for name in lab_imports(Path(source))}
+            self.runner = WarmNbgrader(  # one process; each submission is a child of it
+                also_import=tuple(m for m in REPLAY_IMPORTS if m in imports))
             self.space = Workspace.open(lab, source, limits)
             plan = KernelPlan(self.space.run_dir, Path(source), limits, sandbox,
                               self.space.matplotlib_cache, self.space.preload())

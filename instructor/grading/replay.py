@@ -16,10 +16,9 @@ import builtins
 import contextlib
 import io
 import signal
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
 
 from ..notebooks import grade_id, graded_names, is_context_cell, is_test_cell
 from .stubs import Records, ReplayError, Stub
@@ -80,8 +79,12 @@ def replay_notebook(source_nb, records: Path | None, *, cell_timeout: int) -> di
                        "get_ipython": _NoIPython, "display": lambda *a, **k: None}
     verdicts: dict[str, Verdict] = {}
     context_error = None
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in the kernel: the same arithmetic, bit for bit
+    # one thread, as in the kernel: the same arithmetic, bit for bit (a torch that the lab's
+    # cells import here starts with one: the nbgrader child has the kernel's thread settings)
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch else None
+    if torch:
+        torch.set_num_threads(1)
     sink = io.StringIO()
     try:
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
@@ -99,7 +102,8 @@ def replay_notebook(source_nb, records: Path | None, *, cell_timeout: int) -> di
                 sink.seek(0)
                 sink.truncate()
     finally:
-        torch.set_num_threads(threads)
+        if torch:
+            torch.set_num_threads(threads)
     return verdicts
 
 

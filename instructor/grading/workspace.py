@@ -30,7 +30,7 @@ from pathlib import Path
 import nbformat
 
 from ..course import build_course
-from ..environment import tool_env
+from ..environment import THREAD_SETTINGS, tool_env
 from ..nbgrader_runner import WarmNbgrader
 from ..notebooks import MARKER_LINE
 from . import gradebook
@@ -62,6 +62,14 @@ def modules_to_preload(source_nb) -> tuple[str, ...]:
     if draws:
         found.append("matplotlib.pyplot")
     return tuple(dict.fromkeys(found))
+
+
+def lab_imports(source: Path) -> tuple[str, ...]:
+    """:func:`modules_to_preload` of every notebook of the lab's source folder."""
+    modules: list[str] = []
+    for path in sorted(source.glob("*.ipynb")):
+        modules += modules_to_preload(nbformat.read(path, as_version=4))
+    return tuple(dict.fromkeys(modules))
 
 
 def grading_config(limits: Limits) -> str:
@@ -153,10 +161,7 @@ class Workspace:
                        env=tool_env(MPLCONFIGDIR=str(folder)), capture_output=True, timeout=300)
 
     def preload(self) -> tuple[str, ...]:
-        modules: list[str] = []
-        for path in sorted(self.source.glob("*.ipynb")):
-            modules += modules_to_preload(nbformat.read(path, as_version=4))
-        return tuple(dict.fromkeys(modules))
+        return lab_imports(self.source)
 
     @property
     def matplotlib_cache(self) -> Path:
@@ -175,7 +180,7 @@ class Workspace:
 
     def nbgrader_env(self, scratch: Path, kernel: KernelHandle) -> dict[str, str]:
         """The environment of the ``nbgrader autograde`` child for one submission."""
-        return tool_env(JUPYTER_PATH=str(self.run_dir / "jupyter"),
+        return tool_env(**THREAD_SETTINGS, JUPYTER_PATH=str(self.run_dir / "jupyter"),
                         JUPYTER_RUNTIME_DIR=str(scratch / "runtime"),
                         JUPYTER_DATA_DIR=str(scratch / "data"),
                         KIT_KERNEL=kernel.adoption(), KIT_RECORDS=str(kernel.records),

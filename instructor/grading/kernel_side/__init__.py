@@ -1,11 +1,13 @@
 """What the grader runs inside each sandboxed grading kernel, before and around the student's code.
 
 This folder is bound read-only into the sandbox at ``/opt/kit/kernel_side`` and imported there
-as the top-level package ``kernel_side``; it needs only the standard library, torch and IPython.
+as the top-level package ``kernel_side``; it needs only the standard library and IPython, and
+torch where the lab uses it.
 
 - :func:`start` (the kernel's ``exec_lines``): imports what the labs use (so that it is paid
   while the kernel waits in the pool, not while a submission runs), installs the guard
-  (:mod:`.guard`) and the recorder (:mod:`.recorder`).
+  (:mod:`.guard`) and the recorder (:mod:`.recorder`). A lab that imports no torch gets a
+  kernel without it.
 - :func:`locked_cell` (the first line the grader puts into every locked cell): restores what the
   guard recorded and, for a test cell, starts recording the calls it makes to student code.
 """
@@ -31,6 +33,7 @@ def start(preload: tuple[str, ...] = ()) -> None:
             importlib.import_module(name)
         except ImportError:
             pass
+    recorder.install()  # torch's functions, if the lab uses torch, before any student code
     guard.before_post_run.append(recorder.end_test)
     ip.user_ns.pop("kernel_side", None)
 

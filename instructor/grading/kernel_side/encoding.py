@@ -8,32 +8,61 @@ accepts, so the grader never unpickles anything else. :func:`decode` is the inve
 :func:`fingerprint` summarises arguments so that the grader can tell whether it called the
 function with the same inputs as the kernel did.
 
-Used on both sides: inside the kernel (the recorder) and in the grader (the replay).
+Data without a tensor in it can also be written as text (:func:`to_text`): a Python literal
+that :func:`from_text` reads back with ``ast.literal_eval``. A kernel whose lab never imports
+torch records that way and so never pays torch's import (seconds per kernel).
+
+Used on both sides: inside the kernel (the recorder) and in the grader (the replay). torch is
+imported here only where a tensor or an array has to be handled: :func:`capture_torch` fixes
+the module the kernel uses (taken before any student code runs); otherwise the torch this
+process has imported is used, and where there is none there is no tensor either.
 """
 
 from __future__ import annotations
 
+import ast
 import math
-
-import torch
+import sys
 
 TAG = "__kit__"
 MAX_ITEMS = 200_000          # containers, strings: beyond this a value is not recorded
 MAX_ELEMENTS = 20_000_000    # tensor elements per value
 
 
+_captured: dict = {"torch": None}
+
+
 class Unrecordable(ValueError):
     """Raised by :func:`decode` for a value the kernel could not record."""
 
 
-def _plain_tensor(value: torch.Tensor) -> torch.Tensor:
+def capture_torch() -> None:
+    """From now on use the torch imported now (the kernel calls this before student code)."""
+    _captured["torch"] = sys.modules["torch"]
+
+
+def _torch(load: bool = False):
+    """The torch in use: the captured one, else the one imported in this process (None when
+    there is none, unless ``load``)."""
+    module = _captured["torch"] or sys.modules.get("torch")
+    if module is None and load:
+        import torch as module
+    return module
+
+
+def is_tensor(value) -> bool:
+    torch = _torch()
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def _plain_tensor(value):
     tensor = value.detach()
     if tensor.is_sparse:
         tensor = tensor.to_dense()
-    return tensor.to("cpu").clone().as_subclass(torch.Tensor)
+    return tensor.to("cpu").clone().as_subclass(_torch().Tensor)
 
 
-def tensor_state(value: torch.Tensor) -> dict:
+def tensor_state(value) -> dict:
     """A tensor with what autograd hangs on it: its values, ``requires_grad`` and ``.grad``."""
     if value.numel() > MAX_ELEMENTS:
         return {TAG: "unrecordable", "type": f"tensor of {value.numel()} elements"}
@@ -57,14 +86,16 @@ def encode(value, _depth: int = 0):
         return value
     if isinstance(value, complex):
         return {TAG: "complex", "real": value.real, "imag": value.imag}
-    if isinstance(value, torch.Tensor):
-        return tensor_state(value)
-    if isinstance(value, torch.dtype):
-        return {TAG: "dtype", "name": str(value).replace("torch.", "")}
-    if isinstance(value, torch.device):
-        return {TAG: "device", "name": str(value)}
-    if isinstance(value, torch.Size):
-        return {TAG: "size", "items": list(value)}
+    torch = _torch()
+    if torch is not None:
+        if isinstance(value, torch.Tensor):
+            return tensor_state(value)
+        if isinstance(value, torch.dtype):
+            return {TAG: "dtype", "name": str(value).replace("torch.", "")}
+        if isinstance(value, torch.device):
+            return {TAG: "device", "name": str(value)}
+        if isinstance(value, torch.Size):
+            return {TAG: "size", "items": list(value)}
     numpy_value = _from_numpy(value)
     if numpy_value is not None:
         return numpy_value
@@ -96,7 +127,7 @@ def _from_numpy(value):
         return None
     import numpy as np
     if isinstance(value, np.ndarray) and value.dtype.kind in "biufc":
-        return {TAG: "ndarray", "data": torch.from_numpy(value.copy())}
+        return {TAG: "ndarray", "data": _torch(load=True).from_numpy(value.copy())}
     if isinstance(value, np.generic):
         return value.item()
     return None
@@ -113,6 +144,8 @@ def decode(data):
     kind = data.get(TAG)
     if kind is None:  # a plain dict (never written by encode, but tolerated)
         return {k: decode(v) for k, v in data.items()}
+    if kind in ("dtype", "device", "size"):
+        torch = _torch(load=True)
     if kind == "tensor":
         tensor = data["data"].clone()
         if data.get("requires_grad") and (tensor.is_floating_point() or tensor.is_complex()):
@@ -156,7 +189,8 @@ def fingerprint(value, _depth: int = 0):
         return str(value)[:200]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value if not isinstance(value, str) else value[:200]
-    if isinstance(value, torch.Tensor):
+    torch = _torch()
+    if torch is not None and isinstance(value, torch.Tensor):
         data = value.detach().to("cpu")
         if data.is_sparse:
             data = data.to_dense()
@@ -174,11 +208,48 @@ def fingerprint(value, _depth: int = 0):
     if isinstance(value, dict):
         items = list(value.items())[:64]
         return {TAG: "dict", "items": [[str(k), fingerprint(v, _depth + 1)] for k, v in items]}
-    if isinstance(value, (torch.dtype, torch.device, torch.Size)):
+    if torch is not None and isinstance(value, (torch.dtype, torch.device, torch.Size)):
         return str(value)
     if callable(value):
         return {TAG: "callable", "name": getattr(value, "__qualname__", type(value).__qualname__)}
     return {TAG: "object", "type": type(value).__qualname__}
+
+
+def to_text(data) -> str:
+    """``data`` (what :func:`encode` and :func:`fingerprint` make) as a Python literal; a float
+    that is not finite is written as bytes (``b"nan"``, ``b"inf"``, ``b"-inf"``), which encoded
+    data never holds otherwise. TypeError for a tensor or anything else that is not plain."""
+    return repr(_literal(data))
+
+
+def from_text(text: str):
+    """What :func:`to_text` wrote (``ast.literal_eval``: nothing is run, nothing unpickled)."""
+    return _unliteral(ast.literal_eval(text))
+
+
+def _literal(data):
+    if isinstance(data, float):
+        return data if math.isfinite(data) else repr(data).encode()
+    if data is None or isinstance(data, (bool, int, str)):
+        return data
+    if isinstance(data, (tuple, list)):
+        return type(data)(_literal(v) for v in data)
+    if isinstance(data, dict):
+        return {_literal(k): _literal(v) for k, v in data.items()}
+    raise TypeError(f"a {type(data).__qualname__} cannot be written as text")
+
+
+def _unliteral(data):
+    if isinstance(data, bytes):
+        return float(data.decode("ascii", "replace")) if data in (b"nan", b"inf", b"-inf") else data
+    if isinstance(data, (tuple, list)):
+        return type(data)(_unliteral(v) for v in data)
+    if isinstance(data, dict):
+        return {_unliteral(k): _unliteral(v) for k, v in data.items()}
+    return data
+
+
+# ----------------------------------------------------------------------------- comparisons
 
 
 def first_difference(a, b, where: str = "arguments") -> str | None:
@@ -216,6 +287,10 @@ def first_difference(a, b, where: str = "arguments") -> str | None:
 
 
 def _close(x: float, y: float) -> bool:
+    if x == y:  # infinities too
+        return True
+    if math.isinf(x) or math.isinf(y):
+        return False
     if math.isnan(x) or math.isnan(y):
         return math.isnan(x) and math.isnan(y)
     return abs(x - y) <= 1e-6 * max(abs(x), abs(y)) + 1e-9

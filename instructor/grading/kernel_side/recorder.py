@@ -7,27 +7,65 @@ place, and torch's random state afterwards. Calls the student's code makes insid
 are not recorded: while it runs, the notebook's names point at the student's own functions
 again, so a recursive function costs no extra stack frames.
 
-Everything is written with ``torch.save`` as plain containers, numbers, strings and tensors, so
-that the grader can read it with ``torch.load(..., weights_only=True)``. Nothing here decides a
-verdict; what the student's code does to these records only costs the student points.
+Everything is plain containers, numbers, strings and tensors. In a kernel whose lab uses torch
+each record is written with ``torch.save`` (``<n>.pt``), for the grader to read with
+``torch.load(..., weights_only=True)``; in one whose lab does not, as a Python literal
+(``<n>.txt``, see ``encoding.to_text``), and torch is imported only if a value needs it. Nothing
+here decides a verdict; what the student's code does to these records only costs the student
+points.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sys
 
-import torch
-
-from .encoding import encode, fingerprint, tensor_state
+from .encoding import capture_torch, encode, fingerprint, is_tensor, tensor_state, to_text
 
 RECORD_DIR = ".kit-record"
 MARK = "__runs_student_code__"
 
-_save = torch.save
-_get_rng_state = torch.get_rng_state
-_bookkeeping = torch._C.DisableTorchFunction  # no torch function mode sees what we read
 _state: dict = {"test": None, "count": 0, "depth": 0, "ns": None, "originals": {}, "wrappers": {}}
+# torch's functions the recorder uses, taken by :func:`install` before any student code runs
+# (None: the lab does not use torch)
+_torch: dict = {"save": None, "rng": None, "equal": None, "bookkeeping": contextlib.nullcontext}
+
+
+def install() -> None:
+    """Take torch's functions now if the lab's imports brought torch in (kernel start)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    capture_torch()
+    _torch.update(save=torch.save, rng=torch.get_rng_state, equal=torch.equal,
+                  bookkeeping=torch._C.DisableTorchFunction)  # no torch function mode sees us
+
+
+def _bookkeeping():
+    return _torch["bookkeeping"]()
+
+
+def _get_rng_state():
+    return None if _torch["rng"] is None else _torch["rng"]()
+
+
+def _save(entry: dict, path: str) -> None:
+    """``path.pt`` with torch.save where the lab uses torch; else ``path.txt`` as a literal, or
+    ``path.pt`` after all for a value only torch can store (an array, a tensor)."""
+    save = _torch["save"]
+    if save is None:
+        try:
+            text = to_text(entry)
+        except TypeError:
+            import torch
+            save = torch.save
+        else:
+            with open(path + ".txt", "w", encoding="utf-8") as file:
+                file.write(text)
+            return
+    save(entry, path + ".pt")
 
 
 def begin_test(namespace: dict, test_id: str, names: list[str]) -> None:
@@ -110,7 +148,7 @@ def _identities(args, kwargs) -> list:
     values of a dict / items of a list)."""
     out = []
     for value in [*args, *kwargs.values()]:
-        if isinstance(value, torch.Tensor):
+        if is_tensor(value):
             out.append(_tensor_mark(value))
         elif isinstance(value, dict):
             out.append({k: (id(v), _tensor_mark(v)) for k, v in value.items()})
@@ -122,7 +160,7 @@ def _identities(args, kwargs) -> list:
 
 
 def _tensor_mark(value):
-    if not isinstance(value, torch.Tensor):
+    if not is_tensor(value):
         return None
     grad = value.grad
     return (value._version, value.requires_grad, None if grad is None else (id(grad), grad._version))
@@ -132,7 +170,7 @@ def _changes(args, kwargs, before: list) -> list:
     """How the call changed its arguments in place (see ``stubs.apply_changes`` in the grader)."""
     changes = []
     for position, (value, marks) in enumerate(zip([*args, *kwargs.values()], before)):
-        if isinstance(value, torch.Tensor):
+        if is_tensor(value):
             if _tensor_mark(value) != marks:
                 changes.append({"arg": position, "tensor": tensor_state(value)})
         elif isinstance(value, dict) and isinstance(marks, dict):
@@ -141,7 +179,7 @@ def _changes(args, kwargs, before: list) -> list:
                 old = marks.get(key)
                 if old is None or old[0] != id(item):
                     entries[key] = {"new": encode(item)}
-                elif isinstance(item, torch.Tensor) and _tensor_mark(item) != old[1]:
+                elif is_tensor(item) and _tensor_mark(item) != old[1]:
                     entries[key] = {"tensor": tensor_state(item)}
             removed = [k for k in marks if k not in value]
             if entries or removed:
@@ -165,11 +203,11 @@ def _finish(entry: dict, args, kwargs, before: list, rng_before) -> None:
     try:
         entry["changes"] = _changes(args, kwargs, before)
         rng = _get_rng_state()
-        entry["rng"] = rng if not torch.equal(rng, rng_before) else None
+        entry["rng"] = rng if rng is not None and not _torch["equal"](rng, rng_before) else None
     except Exception as error:  # a record that cannot be made is recorded as such
         entry["changes"], entry["rng"] = [], None
         entry["unrecordable"] = f"{type(error).__name__}: {error}"[:500]
-    path = os.path.join(RECORD_DIR, _state["test"], f"{_state['count']}.pt")
+    path = os.path.join(RECORD_DIR, _state["test"], str(_state["count"]))
     _state["count"] += 1
     try:
         _save(entry, path)
