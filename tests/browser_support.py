@@ -386,16 +386,23 @@ class LabPage:
             pass
         self.server.shutdown_kernels()
 
-    def screenshot_outputs_with_images(self, panel, folder: Path, stem: str) -> list[Path]:
-        """A screenshot of each cell output that holds an image, as it is shown:
+    def screenshot_pages(self, panel, folder: Path, stem: str, *, max_pages: int = 60) -> list[Path]:
+        """Screenshots of the whole notebook, a window's height at a time, top to bottom:
         ``folder/<stem>-01.png``, ``-02.png``, ... (older ones of that stem are removed)."""
         for old in folder.glob(f"{stem}-[0-9][0-9].png"):
             old.unlink()
-        outputs = panel.locator(".jp-OutputArea-output:has(img)")
+        scroller = panel.locator(".jp-WindowedPanel-outer")
+        scroller.evaluate("e => e.scrollTo(0, 0)")
         paths = []
-        for number in range(outputs.count()):
-            paths.append(folder / f"{stem}-{number + 1:02d}.png")
-            outputs.nth(number).screenshot(path=str(paths[-1]))
+        while len(paths) < max_pages:
+            self.page.wait_for_timeout(200)  # cells scrolled into view render, heights settle
+            paths.append(folder / f"{stem}-{len(paths) + 1:02d}.png")
+            self.page.screenshot(path=str(paths[-1]))
+            at_end = scroller.evaluate(
+                "e => { const end = e.scrollTop + e.clientHeight >= e.scrollHeight - 2;"
+                "       if (!end) e.scrollBy(0, e.clientHeight - 60); return end; }")
+            if at_end:
+                break
         return paths
 
     def open_formgrader(self) -> list[str]:

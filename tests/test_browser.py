@@ -227,7 +227,7 @@ def test_solution_runs_all_with_plots_and_passes_validate(lab, course, lab_page)
     path = course / "notebooks" / INSTRUCTOR_COPY / lab / f"{lab}.ipynb"
     panel = lab_page.open_notebook(f"{INSTRUCTOR_COPY}/{lab}/{lab}.ipynb", _n_cells(path))
     seconds = lab_page.run_all(panel, timeout=RUN_ALL_TIMEOUT_S * 1000)
-    lab_page.screenshot_outputs_with_images(panel, artifacts_dir(), f"{lab}-plot")
+    lab_page.screenshot_pages(panel, artifacts_dir(), f"{lab}-solution")
     cells = lab_page.cells(panel)
     sources = [("".join(c["source"]), c["cell_type"]) for c in json.loads(path.read_text())["cells"]]
     unrun = [i for i, c in enumerate(cells) if c["kind"] == "code" and sources[i][0].strip()
