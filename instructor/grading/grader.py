@@ -71,12 +71,13 @@ class LabGrader:
         try:
             # the warm nbgrader process and the kernels start at once: they import (nbgrader,
             # torch) while this process prepares the workspace and then seeds the gradebooks
-            imports = {name.split(".")[0] for name in lab_imports(Path(source))}
+            preload = lab_imports(Path(source))
+            packages = {name.split(".")[0] for name in preload}
             self.runner = WarmNbgrader(  # one process; each submission is a child of it
-                also_import=tuple(m for m in REPLAY_IMPORTS if m in imports))
+                also_import=tuple(m for m in REPLAY_IMPORTS if m in packages))
             self.space = Workspace.open(lab, source, limits)
             plan = KernelPlan(self.space.run_dir, Path(source), limits, sandbox,
-                              self.space.matplotlib_cache, self.space.preload())
+                              self.space.matplotlib_cache, preload)
             # one spare more than slots: a quick submission (a blank one) ends before the
             # kernel started in its place is ready; the next kernel is then already there
             self.pool = KernelPool(plan, spare=slots + 1, needed=needed, first=slots)

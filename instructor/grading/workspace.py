@@ -160,9 +160,6 @@ class Workspace:
         subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"],
                        env=tool_env(MPLCONFIGDIR=str(folder)), capture_output=True, timeout=300)
 
-    def preload(self) -> tuple[str, ...]:
-        return lab_imports(self.source)
-
     @property
     def matplotlib_cache(self) -> Path:
         return self.run_dir / "matplotlib"
