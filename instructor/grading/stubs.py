@@ -4,11 +4,11 @@ In the kernel, the recorder (:mod:`.kernel_side.recorder`) writes one file per c
 made to a graded function: a fingerprint of the arguments, what the call returned or raised, how
 it changed its arguments in place and the random state after it. In the grader, :class:`Records`
 reads them back in order (``torch.load(weights_only=True)`` for ``.pt``, ``ast.literal_eval``
-for ``.txt``, never anything else) and a
-:class:`Stub` stands for each student function: it checks that the test calls it with the same
-inputs as in the kernel, redoes the call's changes to the grader's own arguments
-(:func:`apply_changes`) and returns the recorded value, or raises the recorded error as the same
-builtin kind (:func:`rebuild_error`). Anything that does not fit is a :class:`ReplayError`.
+for ``.txt``, never anything else) and a :class:`Stub` stands for each student function: it
+checks that the test calls it with the same inputs as in the kernel, redoes the call's changes to
+the grader's own arguments (:func:`apply_changes`) and returns the recorded value, or raises the
+recorded error as the same builtin kind (:func:`rebuild_error`). Anything that does not fit is a
+:class:`ReplayError`.
 """
 
 from __future__ import annotations
