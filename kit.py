@@ -133,7 +133,7 @@ def ensure_environment() -> Path:
 
 
 def run_tests(python: str, args: list[str]) -> int:
-    """ruff, then pytest (which runs the solution notebooks through nbval) on two workers, each
+    """ruff, then pytest (which runs the solution notebooks through nbval) on three workers, each
     test file whole on one of them (pytest-xdist), unless ``args`` choose otherwise."""
     env = dict(os.environ)
     env["PATH"] = str(Path(python).parent) + os.pathsep + env.get("PATH", "")
@@ -149,10 +149,12 @@ def run_tests(python: str, args: list[str]) -> int:
 
 
 def pytest_arguments(args: list[str]) -> list[str]:
-    """pytest's arguments for ``kit.py test ARGS``: two pytest-xdist workers, each test file whole
-    on one, unless ``args`` choose the workers or the distribution themselves."""
+    """pytest's arguments for ``kit.py test ARGS``: three pytest-xdist workers, each test file
+    whole on one, unless ``args`` choose the workers or the distribution themselves. Three on a
+    two-core machine: much of the suite waits (on a server, a browser, a time limit, a child
+    process), and a third worker keeps both cores busy meanwhile."""
     chosen = any(a.startswith(("-n", "--numprocesses", "--dist")) or a == "no:xdist" for a in args)
-    workers = [] if chosen else ["-n", "2", "--dist", "loadfile"]
+    workers = [] if chosen else ["-n", "3", "--dist", "loadfile"]
     return ["-p", "no:cacheprovider", *workers, *args]
 
 

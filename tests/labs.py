@@ -55,6 +55,8 @@ def two_at_a_time(function: Callable[[T], R], items: Iterable[T]) -> dict[T, Fut
     """``function(item)`` for every item, two at a time (each call waits on a child process that
     uses one core; the test machines have two), all finished on return: item -> its future, whose
     ``result()`` gives what the call returned or re-raises what it raised, in the test that reads
-    that item."""
+    that item. Make the folders the calls need (``tmp_path_factory.mktemp``) before, not in the
+    calls: the first one on a pytest-xdist worker empties the worker's temporary root, and two
+    threads doing that at once delete each other's folders."""
     with ThreadPoolExecutor(max_workers=2) as pool:
         return {item: pool.submit(function, item) for item in items}

@@ -9,7 +9,9 @@ no error, its plots show as images, and Validate passes it; for Lab 3 with a wro
 Validate's dialog shows the checker's diagnosis without scrolling at 1280x800.
 Instructors: the Nbgrader menu with Formgrader, which lists the labs without an exchange warning
 and whose "Generate Feedback" button writes the kit's cleaned page (no hidden test, answers not
-graded yet said so, math as MathML). Screenshots go to artifacts/browser/ ($KIT_ARTIFACTS).
+graded yet said so, math as MathML). Screenshots go to artifacts/browser/ ($KIT_ARTIFACTS): what
+each page first shows; with KIT_SCREENSHOTS=all, each solution after Run All a window at a time,
+top to bottom, for reading through (a minute of the run).
 
 Needs Debian's chromium and Python Playwright; without them these tests skip, unless
 KIT_REQUIRE_BROWSER=1 (CI), where that is a failure. All work happens on copies in a temporary
@@ -56,6 +58,8 @@ MIN_PLOT_WIDTH_PX = 320     # a plot narrower than this on a laptop screen is ha
 VIEWPORT = {"width": 1280, "height": 800}  # a laptop screen
 FEEDBACK_LAB = "feedback_lab"  # graded for the Formgrader tests: math, a hidden test, an answer
 BUGGY_LAB = "lab3_backprop_mlp"  # Validate with a wrong backward
+# windows of each solution to screenshot after Run All (every one with KIT_SCREENSHOTS=all)
+SOLUTION_SCREENSHOTS = 60 if os.environ.get("KIT_SCREENSHOTS") == "all" else 1
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -227,7 +231,8 @@ def test_solution_runs_all_with_plots_and_passes_validate(lab, course, lab_page)
     path = course / "notebooks" / INSTRUCTOR_COPY / lab / f"{lab}.ipynb"
     panel = lab_page.open_notebook(f"{INSTRUCTOR_COPY}/{lab}/{lab}.ipynb", _n_cells(path))
     seconds = lab_page.run_all(panel, timeout=RUN_ALL_TIMEOUT_S * 1000)
-    lab_page.screenshot_pages(panel, artifacts_dir(), f"{lab}-solution")
+    lab_page.screenshot_pages(panel, artifacts_dir(), f"{lab}-solution",
+                              max_pages=SOLUTION_SCREENSHOTS)
     cells = lab_page.cells(panel)
     sources = [("".join(c["source"]), c["cell_type"]) for c in json.loads(path.read_text())["cells"]]
     unrun = [i for i, c in enumerate(cells) if c["kind"] == "code" and sources[i][0].strip()

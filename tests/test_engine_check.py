@@ -193,8 +193,8 @@ def validated(tmp_path_factory) -> dict[str, Future[str]]:
     engine name -> its future report."""
     engines = [*CORRECT[1:], next(e for e in BUGGY if e.name == "gradient overwritten")]
     by_name = {engine.name: engine for engine in engines}
-    return two_at_a_time(lambda name: _validate(by_name[name], tmp_path_factory.mktemp("validate")),
-                         list(by_name))
+    folders = {name: tmp_path_factory.mktemp("validate") for name in by_name}  # not in threads
+    return two_at_a_time(lambda name: _validate(by_name[name], folders[name]), list(by_name))
 
 
 @pytest.mark.slow

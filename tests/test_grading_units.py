@@ -268,3 +268,68 @@ def test_the_graders_verdict_decides_nbgrader_s_score():
     assert determine_grade(cell)[0] == 0
     _pass(cell)
     assert determine_grade(cell)[0] == 2
+
+
+
+def _seeded_gradebook(path: Path, lab: str, cells: list[str]) -> str:
+    """A SQLite gradebook holding ``lab`` with one notebook of autograded ``cells`` (1 point each)."""
+    from nbgrader.api import Gradebook
+
+    url = f"sqlite:///{path}"
+    with Gradebook(url) as gb:
+        gb.update_or_create_assignment(lab)
+        gb.add_notebook(lab, lab)
+        for cell in cells:
+            gb.add_grade_cell(cell, lab, lab, max_score=1, cell_type="code")
+    return url
+
+
+def _scratch_gradebook(path: Path, lab: str, cells: list[str], students: list[str]) -> Path:
+    """A scratch gradebook as nbgrader leaves it, for several students at once: each scored 1
+    per cell."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(_seeded_gradebook(path, lab, cells)) as gb, gb.db.no_autoflush:
+        for student in students:
+            gb.update_or_create_student(student)
+            gb.add_submission(lab, student)
+            for cell in cells:
+                gb.find_grade(cell, lab, lab, student).auto_score = 1.0
+        gb.db.commit()
+    return path
+
+
+def test_recording_stays_quiet_while_other_threads_silence_their_own_warnings(tmp_path):
+    """Grading threads silence warnings of their own (parsing student code) while the main thread
+    records new submissions: nbgrader's session warning on a new submission never reaches the
+    log, whatever the threads' timing."""
+    import threading
+    import warnings
+
+    from sqlalchemy.exc import SAWarning
+
+    from instructor.grading import gradebook
+
+    lab, cells, students = "lab", ["test_a", "test_b"], [f"s{i}" for i in range(30)]
+    course = _seeded_gradebook(tmp_path / "course.db", lab, cells)
+    scratch = _scratch_gradebook(tmp_path / "scratch.db", lab, cells, students)
+    stop = threading.Event()
+
+    def parse_in_a_thread():  # what rules.syntax does around compile() in each grading thread
+        while not stop.is_set():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SyntaxWarning)
+                stop.wait(0.0005)
+
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("default")
+        thread = threading.Thread(target=parse_in_a_thread)
+        thread.start()
+        try:
+            scores = [gradebook.record(course, scratch, lab, s).score for s in students]
+        finally:
+            stop.set()
+            thread.join()
+    assert scores == [2.0] * len(students)
+    leaked = [str(w.message) for w in shown if issubclass(w.category, SAWarning)]
+    assert not leaked, leaked[:3]

@@ -124,10 +124,12 @@ def _nbval(lab: str, folder) -> subprocess.CompletedProcess:
 def notebook_runs(tmp_path_factory):
     """Every lab's solution under nbval and its blank student version under ``nbgrader validate
     --invert``, each run once, two at a time: (kind, lab) -> what the run printed."""
+    folders = {lab: tmp_path_factory.mktemp(f"nbval-{lab}") for lab in LABS}  # not in threads
+
     def run(job):
         kind, lab = job
         if kind == "nbval":
-            return _nbval(lab, tmp_path_factory.mktemp(f"nbval-{lab}"))
+            return _nbval(lab, folders[lab])
         return _validate(student_path(lab), invert=True)
     return two_at_a_time(run, [(kind, lab) for lab in LABS for kind in ("nbval", "invert")])
 

@@ -1,5 +1,5 @@
 """The project's own wiring: one environment description, two README commands, CI runs the
-test command and runs it on two workers, instructor data stays out of git."""
+test command and runs it on three workers, instructor data stays out of git."""
 
 from __future__ import annotations
 
@@ -54,8 +54,8 @@ def test_kit_rejects_an_unknown_command_without_installing_anything():
     assert "unknown command 'fly'" in result.stderr and "usage:" in result.stderr
 
 
-def test_kit_test_runs_two_workers_unless_the_user_chooses_them():
-    assert kit.pytest_arguments(["-k", "grading"])[-6:] == ["-n", "2", "--dist", "loadfile",
+def test_kit_test_runs_three_workers_unless_the_user_chooses_them():
+    assert kit.pytest_arguments(["-k", "grading"])[-6:] == ["-n", "3", "--dist", "loadfile",
                                                            "-k", "grading"]
     for chosen in (["-n", "4"], ["-n4"], ["--numprocesses=auto"], ["--dist", "load"],
                    ["--dist=each"], ["-p", "no:xdist"]):

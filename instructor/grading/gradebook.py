@@ -28,7 +28,6 @@ import hashlib
 import logging
 import random
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,7 +35,6 @@ from pathlib import Path
 from typing import TypeVar
 
 from nbgrader.api import Gradebook, InvalidEntry, MissingEntry
-from sqlalchemy.exc import SAWarning
 
 #: What :func:`record` raises when the course gradebook refuses a write.
 try:
@@ -45,6 +43,7 @@ except ImportError:  # pragma: no cover
     GradebookError = OSError
 
 T = TypeVar("T")
+
 
 #: How often :func:`retrying` tries, and its longest wait between tries (seconds).
 ATTEMPTS = 12
@@ -117,16 +116,17 @@ def record(db_url: str, scratch_db: Path, lab: str, student: str) -> Recorded:
     quiet = _QuietRollbacks()
     app_log.addFilter(quiet)
     try:
-        with warnings.catch_warnings():  # nbgrader's own session warnings on new submissions
-            warnings.simplefilter("ignore", SAWarning)
-            timestamp, notebooks = _scratch_results(scratch_db, lab, student)
-            return retrying(lambda: _write(db_url, lab, student, timestamp, notebooks))
+        timestamp, notebooks = _scratch_results(scratch_db, lab, student)
+        return retrying(lambda: _write(db_url, lab, student, timestamp, notebooks))
     finally:
         app_log.removeFilter(quiet)
 
 
 def _write(db_url: str, lab: str, student: str, timestamp, notebooks) -> Recorded:
-    with Gradebook(db_url) as gb:
+    with Gradebook(db_url) as gb, gb.db.no_autoflush:
+        # without autoflush: nbgrader builds a new submission attached to its assignment, then
+        # looks the student up, and an autoflush there warns that the half-built row is "not in
+        # session". Each write below is flushed by its commit.
         gb.update_or_create_student(student)
         submission = gb.update_or_create_submission(lab, student)  # committed: the rows exist
         gb.db.refresh(submission, with_for_update=True)  # the transaction that writes them
@@ -232,10 +232,7 @@ def duedate(db_url: str, lab: str) -> datetime | None:
 
 def set_duedate(db_url: str, lab: str, when: datetime | None) -> None:
     """Give ``lab`` the due date ``when`` (naive UTC, or None) in the gradebook at ``db_url``."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SAWarning)
-
-        def write() -> None:
-            with Gradebook(db_url) as gb:
-                gb.update_or_create_assignment(lab, duedate=when)
-        retrying(write)
+    def write() -> None:
+        with Gradebook(db_url) as gb, gb.db.no_autoflush:
+            gb.update_or_create_assignment(lab, duedate=when)
+    retrying(write)

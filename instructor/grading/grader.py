@@ -36,8 +36,9 @@ from .workspace import Workspace, lab_imports
 
 MEMORY_FOR_NBGRADER_MB = 2048  # the nbgrader child itself (the replay may import torch)
 # what the replay imports when it runs the lab's cells, if the lab does: loaded once, in the
-# warm nbgrader process, rather than in each submission's child
-REPLAY_IMPORTS = ("torch", "lab_utils")
+# warm nbgrader process, rather than in each submission's child. torch.distributed.tensor is what
+# torch.testing.assert_close imports on its first call (0.8 s here), in tests that use it.
+REPLAY_IMPORTS = ("torch", "lab_utils", "torch.distributed.tensor")
 
 
 def submission_digest(folder: Path) -> str:
@@ -74,7 +75,7 @@ class LabGrader:
             preload = lab_imports(Path(source))
             packages = {name.split(".")[0] for name in preload}
             self.runner = WarmNbgrader(  # one process; each submission is a child of it
-                also_import=tuple(m for m in REPLAY_IMPORTS if m in packages))
+                also_import=tuple(m for m in REPLAY_IMPORTS if m.split(".")[0] in packages))
             self.space = Workspace.open(lab, source, limits)
             plan = KernelPlan(self.space.run_dir, Path(source), limits, sandbox,
                               self.space.matplotlib_cache, preload)
