@@ -5,8 +5,14 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("LAB_DEVICE", "cpu")
-os.environ.setdefault("MPLBACKEND", "Agg")
+from instructor.environment import LAB_SETTINGS, THREAD_SETTINGS  # noqa: E402
+
+# Every process the suite starts (kernels, servers, nbgrader) computes as a grading kernel does:
+# on the CPU, with one torch/BLAS thread. Several test files run at once on a machine with few
+# cores, and OpenMP threads that spin waiting for each other on busy cores made some notebooks
+# three times slower.
+for name, value in {**LAB_SETTINGS, **THREAD_SETTINGS}.items():
+    os.environ.setdefault(name, value)
 
 collect_ignore_glob = ["fixtures/*"]
 
