@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("KIT_VENV", ROOT / ".venv"))
 STAMP = VENV / ".kit-installed"
 INSTALL_INPUTS = ("pyproject.toml", "constraints.txt")
+COMPILED = ("lab_utils", "instructor", "benchmarks")  # compiled before the suite runs
 
 COMMANDS = {  # command -> (what it needs next to kit.py, help line)
     "lab": ("notebooks", "open JupyterLab on notebooks/ (add --no-browser on a remote machine; "
@@ -146,6 +147,11 @@ def run_tests(python: str, args: list[str]) -> int:
     if lint.returncode != 0:
         print("ruff found problems (see above); fix them or run `ruff check --fix .`", flush=True)
         return lint.returncode
+    # the kit's own modules compiled once, not in each of the suite's hundreds of processes
+    # (with PYTHONDONTWRITEBYTECODE set, none of them would keep what it compiled)
+    subprocess.run([python, "-m", "compileall", "-q",
+                    *(name for name in COMPILED if (ROOT / name).is_dir())],
+                   cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     print("== pytest", flush=True)
     return subprocess.run([python, "-m", "pytest", *pytest_arguments(args)], env=env).returncode
 
@@ -156,7 +162,9 @@ def pytest_arguments(args: list[str]) -> list[str]:
     two-core machine: much of the suite waits (on a server, a browser, a time limit, a child
     process), and a third worker keeps both cores busy meanwhile."""
     chosen = any(a.startswith(("-n", "--numprocesses", "--dist")) or a == "no:xdist" for a in args)
-    workers = [] if chosen else ["-n", "3", "--dist", "loadfile"]
+    # in collection order, which tests/conftest.py makes longest first (xdist's default order
+    # is by number of tests, which puts short files of many tests first)
+    workers = [] if chosen else ["-n", "3", "--dist", "loadfile", "--no-loadscope-reorder"]
     return ["-p", "no:cacheprovider", *workers, *args]
 
 

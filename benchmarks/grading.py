@@ -150,9 +150,29 @@ def kernel_start_seconds(source: Path, repeat: int = 3) -> float:
             client.load_connection_info(handle.connection)
             client.start_channels()
             try:
-                client.wait_for_ready(timeout=300)
+                _wait_for_kernel_info(client, handle.process, timeout=300)
                 seconds.append(time.perf_counter() - start)
             finally:
                 client.stop_channels()
                 stop_kernel(handle)
     return statistics.median(seconds)
+
+
+def _wait_for_kernel_info(client, launcher: subprocess.Popen, timeout: float) -> None:
+    """Ask for ``kernel_info`` until the kernel answers; raises ``RuntimeError`` if its launcher
+    ends first or ``timeout`` seconds pass. (jupyter_client's ``wait_for_ready`` takes one missed
+    heartbeat for a dead kernel, which a kernel busy importing torch on a loaded machine gives.)"""
+    from queue import Empty
+
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if launcher.poll() is not None:
+            raise RuntimeError(f"the kernel ended (exit {launcher.returncode}) before it answered")
+        client.kernel_info()
+        try:
+            while client.get_shell_msg(timeout=1)["msg_type"] != "kernel_info_reply":
+                pass
+            return
+        except Empty:
+            continue
+    raise RuntimeError(f"the kernel did not answer kernel_info in {timeout:.0f} s")

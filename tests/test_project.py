@@ -55,12 +55,21 @@ def test_kit_rejects_an_unknown_command_without_installing_anything():
 
 
 def test_kit_test_runs_three_workers_unless_the_user_chooses_them():
-    assert kit.pytest_arguments(["-k", "grading"])[-6:] == ["-n", "3", "--dist", "loadfile",
-                                                           "-k", "grading"]
+    assert kit.pytest_arguments(["-k", "grading"])[-7:] == [
+        "-n", "3", "--dist", "loadfile", "--no-loadscope-reorder", "-k", "grading"]
     for chosen in (["-n", "4"], ["-n4"], ["--numprocesses=auto"], ["--dist", "load"],
                    ["--dist=each"], ["-p", "no:xdist"]):
         arguments = kit.pytest_arguments(chosen)
         assert "loadfile" not in arguments and arguments[-len(chosen):] == chosen, chosen
+
+
+def test_the_longest_files_named_to_start_first_exist():
+    """conftest.LONGEST_FIRST names test files that exist (a renamed file would silently lose
+    its place at the front of the run)."""
+    from conftest import LONGEST_FIRST
+
+    missing = [name for name in LONGEST_FIRST if not (ROOT / "tests" / name).is_file()]
+    assert not missing and len(set(LONGEST_FIRST)) == len(LONGEST_FIRST), missing
 
 
 def test_instructor_data_is_git_ignored():
