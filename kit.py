@@ -41,6 +41,9 @@ VENV = Path(os.environ.get("KIT_VENV", ROOT / ".venv"))
 STAMP = VENV / ".kit-installed"
 INSTALL_INPUTS = ("pyproject.toml", "constraints.txt")
 COMPILED = ("lab_utils", "instructor", "benchmarks")  # compiled before the suite runs
+COMPILE_SITE_PACKAGES = ("import compileall, sysconfig\n"
+                         "for folder in {sysconfig.get_paths()[k] for k in ('purelib', 'platlib')}:\n"
+                         "    compileall.compile_dir(folder, quiet=2, workers=0)")
 
 COMMANDS = {  # command -> (what it needs next to kit.py, help line)
     "lab": ("notebooks", "open JupyterLab on notebooks/ (add --no-browser on a remote machine; "
@@ -124,11 +127,16 @@ def ensure_environment() -> Path:
     pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet"]
     target = f"{ROOT}[test]" if (ROOT / "tests").is_dir() else f"{ROOT}[lab]"  # [lab]: bundle
     for step in ([*pip, "--upgrade", "pip"],
-                 [*pip, "-c", str(ROOT / "constraints.txt"), "-e", target]):
+                 [*pip, "--no-compile", "-c", str(ROOT / "constraints.txt"), "-e", target]):
         done = subprocess.run(step, capture_output=True, text=True)
         if done.returncode != 0:  # pip's own output only when it failed
             sys.stderr.write(done.stdout + done.stderr)
             sys.exit(f"kit.py: `{' '.join(step[1:])}` failed (exit {done.returncode})")
+    # what pip would compile one file after another, compiled on every core (torch alone is
+    # thousands of files); the few files in site-packages that are not valid Python on purpose
+    # stay uncompiled, as pip leaves them
+    subprocess.run([str(python), "-c", COMPILE_SITE_PACKAGES], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
     STAMP.write_text(wanted + "\n")
     return python
 
