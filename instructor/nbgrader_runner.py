@@ -1,9 +1,10 @@
 """The one way the kit runs nbgrader: its command line, ``nbgrader ARGS``.
 
-- :func:`run_nbgrader`: ``python -m nbgrader ARGS`` as a subprocess (commands, tests, benchmarks).
-- :class:`WarmNbgrader`: the same command line, minus the seconds of imports. It starts
-  ``python -m instructor.nbgrader_runner`` once; that process imports nbgrader (and what the
-  grading preprocessors need) and then, for each command sent on its stdin (one JSON line),
+- :func:`run_nbgrader`: ``python -m nbgrader ARGS`` as a subprocess (commands, benchmarks).
+- :class:`WarmNbgrader`: the same command line, minus the seconds of imports (the grader, the
+  tests' ``nbgrader`` helper). It starts ``python -m instructor.nbgrader_runner`` once; that
+  process imports nbgrader (and what the grading preprocessors need) and then, for each
+  command sent on its stdin (one JSON line),
   forks a child that behaves exactly like ``python -m nbgrader ARGV`` started in a new session:
   its own process group, working folder, environment and log file, an optional address-space
   limit, its exit status as the result (as :mod:`subprocess` gives it). nbgrader's own
