@@ -148,8 +148,6 @@ def run_tests(python: str, args: list[str]) -> int:
     env["PATH"] = str(Path(python).parent) + os.pathsep + env.get("PATH", "")
     env.setdefault("LAB_DEVICE", "cpu")
     env.setdefault("MPLBACKEND", "Agg")
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        env.setdefault(name, "1")  # one thread per process: test files run side by side
     print("== ruff check", flush=True)
     lint = subprocess.run([python, "-m", "ruff", "check", "."], env=env)
     if lint.returncode != 0:

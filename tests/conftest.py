@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from instructor.environment import LAB_SETTINGS, THREAD_SETTINGS  # noqa: E402
+from instructor.environment import LAB_SETTINGS, THREAD_SETTINGS
 
 # Every process the suite starts (kernels, servers, nbgrader) computes as a grading kernel does:
 # on the CPU, with one torch/BLAS thread. Several test files run at once on a machine with few

@@ -270,7 +270,6 @@ def test_the_graders_verdict_decides_nbgrader_s_score():
     assert determine_grade(cell)[0] == 2
 
 
-
 def _seeded_gradebook(path: Path, lab: str, cells: list[str]) -> str:
     """A SQLite gradebook holding ``lab`` with one notebook of autograded ``cells`` (1 point each)."""
     from nbgrader.api import Gradebook

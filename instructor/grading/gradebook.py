@@ -44,7 +44,6 @@ except ImportError:  # pragma: no cover
 
 T = TypeVar("T")
 
-
 #: How often :func:`retrying` tries, and its longest wait between tries (seconds).
 ATTEMPTS = 12
 LONGEST_WAIT = 2.0
