@@ -1,6 +1,6 @@
 """The one way the kit runs nbgrader: its command line, ``nbgrader ARGS``.
 
-- :func:`run_nbgrader`: ``python -m nbgrader ARGS`` as a subprocess (commands, benchmarks).
+- :func:`run_nbgrader`: ``nbgrader ARGS`` as a subprocess (commands, benchmarks).
 - :class:`WarmNbgrader`: the same command line, minus the seconds of imports (the grader, the
   tests' ``nbgrader`` helper). It starts ``python -m instructor.nbgrader_runner`` once; that
   process imports nbgrader (and what the grading preprocessors need) and then, for each
@@ -13,12 +13,17 @@
   shared with the children. Several commands may run at once (one per grading slot): the warm
   process forks each as it comes and reports each child's end as it happens.
 
+Both stamp a new gradebook as nbgrader does, with the newest of nbgrader's database migrations,
+but read that migration from nbgrader's scripts in the process (:func:`stamp_gradebooks_in_process`)
+instead of running ``alembic heads`` in a subprocess of its own for each new gradebook.
+
 Protocol (one line of JSON each way): ``{"id", "argv", "cwd", "env", "log", "memory"}`` in;
 ``{"id", "pid": P}`` as soon as the child runs, then ``{"id", "status": S}`` when it has ended.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -44,10 +49,11 @@ PRELOAD_WHEN_IDLE = ("instructor.grading.preprocessors",)
 
 def run_nbgrader(*args: str, cwd: Path, env: dict[str, str] | None = None,
                  timeout: float | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """``python -m nbgrader ARGS`` in ``cwd`` (a course root); raises ``RuntimeError`` with the
-    end of its output when it fails and ``check`` is true."""
-    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=cwd,
-                            env=env or tool_env(), capture_output=True, text=True, timeout=timeout)
+    """``nbgrader ARGS`` in ``cwd`` (a course root), in a process of its own; raises
+    ``RuntimeError`` with the end of its output when it fails and ``check`` is true."""
+    result = subprocess.run([sys.executable, "-m", "instructor.nbgrader_runner", "--once", *args],
+                            cwd=cwd, env=env or tool_env(), capture_output=True, text=True,
+                            timeout=timeout)
     if check and result.returncode != 0:
         raise RuntimeError(f"nbgrader {' '.join(args)} failed (exit {result.returncode}):\n"
                            f"{(result.stdout + result.stderr)[-3000:]}")
@@ -175,16 +181,7 @@ def _child(request: dict, wakeup: tuple[int, int]) -> None:
         if request.get("memory"):
             import resource
             resource.setrlimit(resource.RLIMIT_AS, (request["memory"], request["memory"]))
-        sys.argv = [sys.argv[0], *request["argv"]]
-        from nbgrader.apps.nbgraderapp import NbGraderApp
-        try:
-            NbGraderApp.launch_instance(argv=request["argv"])
-            code = 0
-        except SystemExit as stop:
-            if stop.code is None or isinstance(stop.code, int):
-                code = stop.code or 0
-            else:
-                print(stop.code, file=sys.stderr)
+        code = _nbgrader(request["argv"])
     except BaseException:
         import traceback
         traceback.print_exc()
@@ -198,10 +195,50 @@ def _child(request: dict, wakeup: tuple[int, int]) -> None:
             os._exit(code)
 
 
+def stamp_gradebooks_in_process() -> None:
+    """Make nbgrader, in this process, stamp each gradebook it creates with the newest of its
+    migrations read from its own migration scripts, once. nbgrader runs ``alembic heads`` in a
+    new process for it each time (a second of CPU; a run of the suite creates dozens of
+    gradebooks); the answer is the same, as the suite checks."""
+    import nbgrader.api
+    if hasattr(nbgrader.api.get_alembic_version, "cache_info"):
+        return
+
+    @functools.cache
+    def get_alembic_version() -> str:
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+        from nbgrader.dbutil import ALEMBIC_DIR
+
+        config = Config()
+        config.set_main_option("script_location", ALEMBIC_DIR)
+        return ScriptDirectory.from_config(config).get_current_head()
+
+    nbgrader.api.get_alembic_version = get_alembic_version
+
+
+def _nbgrader(argv: list[str]) -> int:
+    """What ``python -m nbgrader ARGV`` does, in this process; returns its exit status."""
+    stamp_gradebooks_in_process()
+    sys.argv = [sys.argv[0], *argv]
+    from nbgrader.apps.nbgraderapp import NbGraderApp
+    try:
+        NbGraderApp.launch_instance(argv=argv)
+    except SystemExit as stop:
+        if stop.code is None or isinstance(stop.code, int):
+            return stop.code or 0
+        print(stop.code, file=sys.stderr)
+        return 1
+    return 0
+
+
 def _serve() -> None:
     import importlib
     for name in PRELOAD:
         importlib.import_module(name)
+    stamp_gradebooks_in_process()
+    import nbgrader.api
+    nbgrader.api.get_alembic_version()  # read once here, not in each child that creates one
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the grading process decides; EOF ends us
     wakeup = os.pipe()  # a child's end (SIGCHLD) makes it readable, which wakes select
     for fd in wakeup:
@@ -251,4 +288,6 @@ def _say(reply: dict) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--once"]:  # run_nbgrader: one command in this process
+        sys.exit(_nbgrader(sys.argv[2:]))
     _serve()

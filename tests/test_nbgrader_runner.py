@@ -1,0 +1,81 @@
+"""The kit's one way to run nbgrader (``instructor/nbgrader_runner.py``): nbgrader's own command
+line in a process of its own (``run_nbgrader``) or in a child forked from a warm process
+(``WarmNbgrader``). Either creates a gradebook as nbgrader does, stamped with the same database
+migration that ``alembic heads`` names, without starting ``alembic``."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from instructor.commands.authoring import markdown, notebook
+from instructor.course import build_course
+from instructor.environment import tool_env
+from instructor.nbgrader_runner import WarmNbgrader, run_nbgrader
+
+pytestmark = pytest.mark.slow
+LAB = "stamped"
+
+
+@pytest.fixture(scope="module")
+def alembic_heads() -> str:
+    """What nbgrader itself stamps a new gradebook with: the first word ``alembic heads``
+    prints, asked in a subprocess as nbgrader does."""
+    asked = subprocess.run([sys.executable, "-c",
+                            "import nbgrader.api; print(nbgrader.api.get_alembic_version())"],
+                           env=tool_env(), capture_output=True, text=True, check=True)
+    head = asked.stdout.strip()
+    assert len(head) >= 8, asked
+    return head
+
+
+def _course_and_env(tmp_path: Path) -> tuple[Path, dict[str, str], Path]:
+    """A course with a one-cell lab, an environment whose ``alembic`` only leaves a mark and
+    fails, and that mark's path."""
+    source = tmp_path / "source.ipynb"
+    nbformat.write(notebook([markdown("# A lab with nothing to grade")]), source)
+    root = build_course(tmp_path / "course", {LAB: source}).root
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    mark = tmp_path / "alembic-ran"
+    (fake / "alembic").write_text(f"#!/bin/sh\ntouch '{mark}'\nexit 3\n")
+    (fake / "alembic").chmod(0o755)
+    env = tool_env()
+    env["PATH"] = f"{fake}:{env['PATH']}"
+    return root, env, mark
+
+
+def _stamp(db: Path) -> list[tuple[str]]:
+    with sqlite3.connect(db) as connection:
+        return connection.execute("SELECT version_num FROM alembic_version").fetchall()
+
+
+def test_run_nbgrader_stamps_a_new_gradebook_like_nbgrader_without_alembic(tmp_path,
+                                                                             alembic_heads):
+    root, env, mark = _course_and_env(tmp_path)
+    db = tmp_path / "new.db"
+    run_nbgrader("generate_assignment", LAB, "--db", f"sqlite:///{db}", cwd=root, env=env)
+    assert _stamp(db) == [(alembic_heads,)]
+    assert not mark.exists(), "alembic was started"
+
+
+def test_a_warm_child_stamps_a_new_gradebook_like_nbgrader_without_alembic(tmp_path,
+                                                                           alembic_heads):
+    root, env, mark = _course_and_env(tmp_path)
+    warm = WarmNbgrader()
+    try:
+        for number in (1, 2):  # the first child and a later one
+            db = tmp_path / f"new-{number}.db"
+            status, killed = warm.run(["generate_assignment", LAB, "--force", "--db",
+                                       f"sqlite:///{db}"], cwd=root, env=env,
+                                      log=tmp_path / f"log-{number}")
+            assert (status, killed) == (0, False), (tmp_path / f"log-{number}").read_text()
+            assert _stamp(db) == [(alembic_heads,)]
+    finally:
+        warm.close()
+    assert not mark.exists(), "alembic was started"
