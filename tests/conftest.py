@@ -1,6 +1,7 @@
 """pytest configuration shared by the whole suite."""
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -33,15 +34,29 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def released_labs(tmp_path_factory) -> Path:
+def released_labs(tmp_path_factory, worker_id) -> Path:
     """A throw-away course holding every lab's source and its release (``kit.py release``
-    without the bundle), made once per run. Tests that need such a course copy it; none
-    changes it."""
+    without the bundle), made once per run: by the first pytest-xdist worker that asks, the
+    others waiting for it (a file lock). Tests that need such a course copy it; none changes
+    it."""
+    from filelock import FileLock
+
+    if worker_id == "master":  # one process: nothing to share
+        return _release(tmp_path_factory.mktemp("released"))
+    shared = tmp_path_factory.getbasetemp().parent / "released"  # the run's, not a worker's
+    with FileLock(f"{shared}.lock"):
+        if not (shared / "done").exists():
+            shutil.rmtree(shared, ignore_errors=True)  # what a failed attempt left
+            _release(shared)
+            (shared / "done").touch()
+    return shared
+
+
+def _release(root: Path) -> Path:
     from instructor.commands.release import release
     from instructor.course import Course
     from labs import SOLUTIONS, discover_labs, make_course
 
-    root = make_course(tmp_path_factory.mktemp("released"),
-                       {lab: SOLUTIONS / lab for lab in discover_labs()})
+    root = make_course(root, {lab: SOLUTIONS / lab for lab in discover_labs()})
     release(Course.open(root), bundle=False)
     return root

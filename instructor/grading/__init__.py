@@ -6,7 +6,8 @@
 - :mod:`.distributed`: the same run with its submissions graded on a Dask cluster
   (``--scheduler``); the instructor's process still records. :mod:`.distributed_worker` is the
   workers' side, :mod:`.distributed_tasks` what travels between the two.
-- :mod:`.workspace`: the run's folders, scratch courses, grading configuration and kernelspec.
+- :mod:`.workspace`: the run's folders, scratch courses, grading configuration and kernelspec;
+  :mod:`.font_cache`: matplotlib's font cache for the kernels, built once per machine.
 - :mod:`.sandbox`, :mod:`.launch`, :mod:`.kernels`, :mod:`.provisioner`: the sandboxed kernels,
   started ahead and adopted by nbgrader; :mod:`.limits`: what each submission may use, and
   :mod:`.confinement`: how a kernel is held to it.

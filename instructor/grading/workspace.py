@@ -8,7 +8,9 @@ One run folder per ``grade`` command (a private temporary folder), holding:
   a serial run would);
 - ``jupyter/kernels/kit-sandbox/``: the kernelspec that makes nbgrader adopt the pre-started,
   sandboxed kernels (:mod:`.provisioner`);
-- ``matplotlib/``: a font cache built once, copied to each kernel;
+- ``matplotlib/``: matplotlib's font cache, copied to each kernel. It is built once per machine
+  and matplotlib version, in the grader's own cache folder (:mod:`.font_cache`), and
+  copied from there; where that folder cannot be written, each run builds its own;
 - per submission, ``s-<n>/``: a copy of the template with the submission in
   ``submitted/<student>/<lab>/`` (plain files only), its own gradebook, nbgrader's log and the
   report of the grader's checks. Kernels have folders of their own (:mod:`.kernels`).
@@ -19,7 +21,6 @@ from __future__ import annotations
 import ast
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ from ..environment import THREAD_SETTINGS, tool_env
 from ..nbgrader_runner import WarmNbgrader
 from ..notebooks import MARKER_LINE
 from . import gradebook
+from .font_cache import shared_font_cache, write_font_cache
 from .kernels import KernelHandle
 from .limits import Limits
 from .preprocessors import PIPELINE
@@ -157,8 +159,11 @@ class Workspace:
     def _build_font_cache(self) -> None:
         folder = self.matplotlib_cache
         folder.mkdir()
-        subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"],
-                       env=tool_env(MPLCONFIGDIR=str(folder)), capture_output=True, timeout=300)
+        shared = shared_font_cache()
+        for cache in shared.glob("*.json") if shared else ():
+            shutil.copyfile(cache, folder / cache.name)
+        if shared is None:
+            write_font_cache(folder)
 
     @property
     def matplotlib_cache(self) -> Path:
