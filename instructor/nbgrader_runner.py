@@ -33,6 +33,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from .environment import KIT_ROOT, THREAD_SETTINGS, tool_env
@@ -195,14 +196,15 @@ def _child(request: dict, wakeup: tuple[int, int]) -> None:
             os._exit(code)
 
 
-def stamp_gradebooks_in_process() -> None:
+def stamp_gradebooks_in_process() -> Callable[[], str]:
     """Make nbgrader, in this process, stamp each gradebook it creates with the newest of its
-    migrations read from its own migration scripts, once. nbgrader runs ``alembic heads`` in a
-    new process for it each time (a second of CPU; a run of the suite creates dozens of
-    gradebooks); the answer is the same, as the suite checks."""
+    migrations read from its own migration scripts, once; returns the function nbgrader now
+    calls for it. nbgrader runs ``alembic heads`` in a new process for it each time (a second
+    of CPU; a run of the suite creates dozens of gradebooks); the answer is the same, as the
+    suite checks."""
     import nbgrader.api
-    if hasattr(nbgrader.api.get_alembic_version, "cache_info"):
-        return
+    if hasattr(nbgrader.api.get_alembic_version, "cache_info"):  # ours: functools.cache's
+        return nbgrader.api.get_alembic_version
 
     @functools.cache
     def get_alembic_version() -> str:
@@ -215,6 +217,7 @@ def stamp_gradebooks_in_process() -> None:
         return ScriptDirectory.from_config(config).get_current_head()
 
     nbgrader.api.get_alembic_version = get_alembic_version
+    return get_alembic_version
 
 
 def _nbgrader(argv: list[str]) -> int:
@@ -236,9 +239,7 @@ def _serve() -> None:
     import importlib
     for name in PRELOAD:
         importlib.import_module(name)
-    stamp_gradebooks_in_process()
-    import nbgrader.api
-    nbgrader.api.get_alembic_version()  # read once here, not in each child that creates one
+    stamp_gradebooks_in_process()()  # read once here, not in each child that creates one
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the grading process decides; EOF ends us
     wakeup = os.pipe()  # a child's end (SIGCHLD) makes it readable, which wakes select
     for fd in wakeup:

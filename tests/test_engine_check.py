@@ -187,44 +187,51 @@ def _validate(engine: Engine, folder) -> str:
     return result.stdout + result.stderr
 
 
-def packed(engines: list[Engine]) -> list[Engine]:
-    """``engines`` merged into as few as possible: engines that replace no cell in common go
-    into one (each keeps its own answers), so that one run of the notebook checks them all."""
-    merged: list[list[Engine]] = []
+def packed(engines: list[Engine]) -> list[list[Engine]]:
+    """``engines`` in as few groups as possible, no two engines of a group replacing the same
+    cell: one notebook holding a group's answers (:func:`merged`) checks all of them at once."""
+    groups: list[list[Engine]] = []
     for engine in engines:
-        home = next((group for group in merged
+        home = next((group for group in groups
                      if not any(set(other.cells) & set(engine.cells) for other in group)), None)
         if home is None:
-            merged.append([engine])
+            groups.append([engine])
         else:
             home.append(engine)
-    return [Engine(" + ".join(e.name for e in group),
-                   {cell: change for e in group for cell, change in e.cells.items()})
-            for group in merged]
+    return groups
+
+
+def merged(group: list[Engine]) -> Engine:
+    """One engine with the answers of every engine of ``group`` (they replace different cells)."""
+    return Engine(" + ".join(e.name for e in group),
+                  {cell: change for e in group for cell, change in e.cells.items()})
 
 
 def test_packing_keeps_every_engines_answers_and_shares_no_cell():
-    notebooks = packed(CORRECT[1:])
-    assert len(notebooks) < len(CORRECT[1:])
-    for engine in CORRECT[1:]:
-        home = next(nb for nb in notebooks if engine.name in nb.name.split(" + "))
-        assert all(home.answers()[cell] == engine.answers()[cell] for cell in engine.cells)
-    assert sum(len(nb.cells) for nb in notebooks) == sum(len(e.cells) for e in CORRECT[1:])
+    groups = packed(CORRECT[1:])
+    assert len(groups) < len(CORRECT[1:])
+    assert sorted(e.name for group in groups for e in group) == sorted(e.name for e in CORRECT[1:])
+    for group in groups:
+        cells = [cell for engine in group for cell in engine.cells]
+        assert len(cells) == len(set(cells)), [e.name for e in group]
+        together = merged(group).answers()
+        for engine in group:
+            assert all(together[cell] == engine.answers()[cell] for cell in engine.cells)
 
 
 @pytest.fixture(scope="module")
 def validated(tmp_path_factory) -> dict[str, Future[str]]:
     """nbgrader validate's report for each engine the tests below validate, two at a time:
-    engine name -> its future report. The correct engines in other styles are validated
-    packed (:func:`packed`), several in one notebook."""
-    together = packed(CORRECT[1:])
-    engines = [*together, next(e for e in BUGGY if e.name == "gradient overwritten")]
-    by_name = {engine.name: engine for engine in engines}
-    folders = {name: tmp_path_factory.mktemp("validate") for name in by_name}  # not in threads
-    reports = two_at_a_time(lambda name: _validate(by_name[name], folders[name]), list(by_name))
-    for notebook in together:
-        for name in notebook.name.split(" + "):
-            reports[name] = reports[notebook.name]
+    engine name -> its future report. The correct engines in other styles are validated in
+    groups (:func:`packed`), each group in one notebook."""
+    groups = packed(CORRECT[1:])
+    buggy = next(e for e in BUGGY if e.name == "gradient overwritten")
+    jobs = {**{group[0].name: merged(group) for group in groups}, buggy.name: buggy}
+    folders = {name: tmp_path_factory.mktemp("validate") for name in jobs}  # not in threads
+    reports = two_at_a_time(lambda name: _validate(jobs[name], folders[name]), list(jobs))
+    for group in groups:
+        for engine in group[1:]:
+            reports[engine.name] = reports[group[0].name]
     return reports
 
 
