@@ -4,9 +4,11 @@ in one headless Chromium the way a person clicks.
 
 Students: only their tools (Validate; no Formgrader, course list or Create Assignment); for each
 lab the student notebook opens from the file browser with its nbgrader cells locked or editable
-as they should be, and Validate fails it; the solution runs top to bottom through Run All with
-no error, its plots show as images, and Validate passes it; for Lab 3 with a wrong backward,
-Validate's dialog shows the checker's diagnosis without scrolling at 1280x800.
+as they should be, and the solution runs top to bottom through Run All with no error and its
+plots shown as images; on one lab, Validate fails the student notebook and passes the
+solution; for Lab 3 with a wrong backward, Validate's dialog shows the checker's diagnosis
+without scrolling at 1280x800. (Validate's outcome on every lab's notebooks is checked without a
+browser: ``nbgrader validate --invert`` in test_labs.py, the grader in test_grading_labs.py.)
 Instructors: the Nbgrader menu with Formgrader, which lists the labs without an exchange warning
 and whose "Generate Feedback" button writes the kit's cleaned page (no hidden test, answers not
 graded yet said so, math as MathML). Screenshots go to artifacts/browser/ ($KIT_ARTIFACTS): what
@@ -58,6 +60,8 @@ MIN_PLOT_WIDTH_PX = 320     # a plot narrower than this on a laptop screen is ha
 VIEWPORT = {"width": 1280, "height": 800}  # a laptop screen
 FEEDBACK_LAB = "feedback_lab"  # graded for the Formgrader tests: math, a hidden test, an answer
 BUGGY_LAB = "lab3_backprop_mlp"  # Validate with a wrong backward
+# Validate's button on a blank notebook and on a solution: the quickest lab to run
+VALIDATE_LAB = "lab2_dynamic_programming" if "lab2_dynamic_programming" in LABS else LABS[0]
 # windows of each solution to screenshot after Run All (every one with KIT_SCREENSHOTS=all)
 SOLUTION_SCREENSHOTS = 60 if os.environ.get("KIT_SCREENSHOTS") == "all" else 1
 
@@ -191,9 +195,9 @@ def browser_required():
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("lab", LABS)
-def test_student_notebook_opens_locked_and_fails_validate(lab, course, lab_page):
+def test_student_notebook_opens_with_nbgrader_cells_locked(lab, course, lab_page):
     """From the file browser: the blank student notebook shows every cell, read-only exactly
-    where nbgrader locked it, typing into a locked cell changes nothing, and Validate fails."""
+    where nbgrader locked it, and typing into a locked cell changes nothing."""
     path = course / "notebooks" / lab / f"{lab}.ipynb"
     assert path.exists(), f"{lab}: no student notebook notebooks/{lab}/{lab}.ipynb; run `python3 kit.py release`"
     panel = lab_page.open_notebook(f"{lab}/{lab}.ipynb", _n_cells(path))
@@ -215,19 +219,39 @@ def test_student_notebook_opens_locked_and_fails_validate(lab, course, lab_page)
     before = editor.inner_text()                 # compare the same view before and after
     lab_page.page.keyboard.type("x = 1  # typed by a student")
     assert editor.inner_text() == before, f"{lab}: typing changed locked cell {meta[locked]['grade_id']}"
-
-    kind, text = lab_page.validate(panel, timeout=VALIDATE_TIMEOUT_S * 1000)
-    assert kind == "failed", f"{lab}: Validate on the blank notebook gave {kind!r}, expected failed:\n{text[:2000]}"
-    assert "The following cell failed" in text and "NotImplementedError" in text, text[:2000]
     lab_page.close_current_tab()
+
+
+@pytest.mark.timeout(600)
+def test_validate_fails_the_blank_student_notebook(course, lab_page):
+    """Validate on the untouched student notebook: the dialog says it failed, naming the cell
+    that raised NotImplementedError."""
+    path = course / "notebooks" / VALIDATE_LAB / f"{VALIDATE_LAB}.ipynb"
+    panel = lab_page.open_notebook(f"{VALIDATE_LAB}/{VALIDATE_LAB}.ipynb", _n_cells(path))
+    kind, text = lab_page.validate(panel, timeout=VALIDATE_TIMEOUT_S * 1000)
+    lab_page.close_current_tab()
+    assert kind == "failed", f"Validate on the blank notebook gave {kind!r}, expected failed:\n{text[:2000]}"
+    assert "The following cell failed" in text and "NotImplementedError" in text, text[:2000]
+
+
+@pytest.mark.timeout(600)
+def test_validate_passes_the_solution(course, lab_page):
+    """Validate on the solution: the dialog reports success."""
+    path = course / "notebooks" / INSTRUCTOR_COPY / VALIDATE_LAB / f"{VALIDATE_LAB}.ipynb"
+    panel = lab_page.open_notebook(f"{INSTRUCTOR_COPY}/{VALIDATE_LAB}/{VALIDATE_LAB}.ipynb",
+                                   _n_cells(path))
+    kind, text = lab_page.validate(panel, timeout=VALIDATE_TIMEOUT_S * 1000)
+    lab_page.close_current_tab()
+    assert kind == "success", f"Validate on the solution gave {kind!r}:\n{text[:3000]}"
+    assert "Success! Your notebook passes all the tests." in text
 
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("lab", LABS)
-def test_solution_runs_all_with_plots_and_passes_validate(lab, course, lab_page):
+def test_solution_runs_all_with_plots(lab, course, lab_page):
     """The solution, opened from the file browser and run with Run > Run All: the kernel goes
-    idle with every code cell run, no error or warning shows, each plotting cell shows a
-    rendered image (not a '<Figure ...>' line), and Validate reports success."""
+    idle with every code cell run, no error or warning shows, and each plotting cell shows a
+    rendered image (not a '<Figure ...>' line)."""
     path = course / "notebooks" / INSTRUCTOR_COPY / lab / f"{lab}.ipynb"
     panel = lab_page.open_notebook(f"{INSTRUCTOR_COPY}/{lab}/{lab}.ipynb", _n_cells(path))
     seconds = lab_page.run_all(panel, timeout=RUN_ALL_TIMEOUT_S * 1000)
@@ -250,10 +274,6 @@ def test_solution_runs_all_with_plots_and_passes_validate(lab, course, lab_page)
     assert not missing, f"{lab}: plotting cells without a rendered image: {missing}"
     small = [(i, img["shown"]) for i, c in enumerate(cells) for img in c["images"] if img["shown"] < MIN_PLOT_WIDTH_PX]
     assert not small, f"{lab}: images narrower than {MIN_PLOT_WIDTH_PX} px on screen (cell, px): {small}"
-
-    kind, text = lab_page.validate(panel, timeout=VALIDATE_TIMEOUT_S * 1000)
-    assert kind == "success", f"{lab}: Validate on the solution gave {kind!r}:\n{text[:3000]}"
-    assert "Success! Your notebook passes all the tests." in text
     lab_page.close_current_tab()
 
 
