@@ -271,9 +271,13 @@ def test_the_graders_verdict_decides_nbgrader_s_score():
 
 
 def _seeded_gradebook(path: Path, lab: str, cells: list[str]) -> str:
-    """A SQLite gradebook holding ``lab`` with one notebook of autograded ``cells`` (1 point each)."""
+    """A SQLite gradebook holding ``lab`` with one notebook of autograded ``cells`` (1 point each),
+    stamped as the kit's nbgrader processes stamp theirs (without an ``alembic`` process)."""
     from nbgrader.api import Gradebook
 
+    from instructor.nbgrader_runner import stamp_gradebooks_in_process
+
+    stamp_gradebooks_in_process()
     url = f"sqlite:///{path}"
     with Gradebook(url) as gb:
         gb.update_or_create_assignment(lab)
