@@ -222,14 +222,20 @@ def test_student_notebook_opens_with_nbgrader_cells_locked(lab, course, lab_page
     lab_page.close_current_tab()
 
 
+def _validate_in_browser(course: Path, lab_page, relative: str) -> tuple[str, str]:
+    """Open ``notebooks/<relative>`` from the file browser, press Validate, close it: the
+    dialog's kind and text."""
+    panel = lab_page.open_notebook(relative, _n_cells(course / "notebooks" / relative))
+    kind, text = lab_page.validate(panel, timeout=VALIDATE_TIMEOUT_S * 1000)
+    lab_page.close_current_tab()
+    return kind, text
+
+
 @pytest.mark.timeout(600)
 def test_validate_fails_the_blank_student_notebook(course, lab_page):
     """Validate on the untouched student notebook: the dialog says it failed, naming the cell
     that raised NotImplementedError."""
-    path = course / "notebooks" / VALIDATE_LAB / f"{VALIDATE_LAB}.ipynb"
-    panel = lab_page.open_notebook(f"{VALIDATE_LAB}/{VALIDATE_LAB}.ipynb", _n_cells(path))
-    kind, text = lab_page.validate(panel, timeout=VALIDATE_TIMEOUT_S * 1000)
-    lab_page.close_current_tab()
+    kind, text = _validate_in_browser(course, lab_page, f"{VALIDATE_LAB}/{VALIDATE_LAB}.ipynb")
     assert kind == "failed", f"Validate on the blank notebook gave {kind!r}, expected failed:\n{text[:2000]}"
     assert "The following cell failed" in text and "NotImplementedError" in text, text[:2000]
 
@@ -237,11 +243,8 @@ def test_validate_fails_the_blank_student_notebook(course, lab_page):
 @pytest.mark.timeout(600)
 def test_validate_passes_the_solution(course, lab_page):
     """Validate on the solution: the dialog reports success."""
-    path = course / "notebooks" / INSTRUCTOR_COPY / VALIDATE_LAB / f"{VALIDATE_LAB}.ipynb"
-    panel = lab_page.open_notebook(f"{INSTRUCTOR_COPY}/{VALIDATE_LAB}/{VALIDATE_LAB}.ipynb",
-                                   _n_cells(path))
-    kind, text = lab_page.validate(panel, timeout=VALIDATE_TIMEOUT_S * 1000)
-    lab_page.close_current_tab()
+    kind, text = _validate_in_browser(
+        course, lab_page, f"{INSTRUCTOR_COPY}/{VALIDATE_LAB}/{VALIDATE_LAB}.ipynb")
     assert kind == "success", f"Validate on the solution gave {kind!r}:\n{text[:3000]}"
     assert "Success! Your notebook passes all the tests." in text
 
