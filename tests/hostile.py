@@ -125,10 +125,11 @@ def with_solution(release, source: str, grade_id: str):
     return nb
 
 
-def escapes(release, *, course: Path, home: Path, port: int) -> dict[str, tuple]:
+def escapes(release, *, course: Path, home: Path, scratch: Path, port: int) -> dict[str, tuple]:
     """student -> (submission, attempt names it must report as TRIED). ``course`` is the course
     root (the attacker knows every path), ``home`` a folder standing for the grading user's home
-    (it holds ``.ssh/id_ed25519`` with the home canary), ``port`` a TCP port on the host's
+    (it holds ``.ssh/id_ed25519`` with the home canary), ``scratch`` the grader's temporary
+    folder (its run folders are ``kit-grade-*`` there), ``port`` a TCP port on the host's
     loopback that must never see a connection."""
     solution_nb = course / "solutions" / LAB / f"{LAB}.ipynb"
     victim = course / "submitted" / "honest" / LAB / f"{LAB}.ipynb"
@@ -139,8 +140,8 @@ def escapes(release, *, course: Path, home: Path, port: int) -> dict[str, tuple]
         paths = [{str(solution_nb)!r}, {str(victim)!r}, {str(gradebook)!r},
                  {str(home / ".ssh" / "id_ed25519")!r}, "/etc/shadow", "/root/.ssh/id_rsa",
                  "/root/.bash_history", os.path.expanduser("~/.bash_history")]
-        paths += glob.glob("/tmp/kit-grade-*/**/*.ipynb", recursive=True)
-        paths += glob.glob("/tmp/kit-grade-*/**/*.db", recursive=True)
+        paths += glob.glob({str(scratch)!r} + "/kit-grade-*/**/*.ipynb", recursive=True)
+        paths += glob.glob({str(scratch)!r} + "/kit-grade-*/**/*.db", recursive=True)
         paths += glob.glob("/home/*/.ssh/*") + glob.glob("/*/solutions/**/*.ipynb", recursive=True)
         for top, dirs, files in os.walk("/"):
             dirs[:] = [d for d in dirs if os.path.join(top, d) not in ("/proc", "/sys", "/dev")]
@@ -160,8 +161,8 @@ def escapes(release, *, course: Path, home: Path, port: int) -> dict[str, tuple]
         targets = [{str(gradebook)!r}, {str(victim)!r}, {str(solution_nb)!r},
                    {str(course / "grading" / LAB / "results.json")!r},
                    {str(course / "autograded" / "honest" / LAB / f"{LAB}.ipynb")!r}]
-        targets += glob.glob("/tmp/kit-grade-*/**/report.json", recursive=True)
-        targets += glob.glob("/tmp/kit-grade-*/**/gradebook.db", recursive=True)
+        targets += glob.glob({str(scratch)!r} + "/kit-grade-*/**/report.json", recursive=True)
+        targets += glob.glob({str(scratch)!r} + "/kit-grade-*/**/gradebook.db", recursive=True)
         for path in targets:
             try:
                 with open(path, "a") as f:

@@ -100,8 +100,11 @@ def _grade_batch(base: Path, user: str):
     home = base / "home"
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh" / "id_ed25519").write_text(f"-----BEGIN KEY----- {HOME_CANARY}\n")
+    scratch = base / "tmp"  # the grader's temporary folder: its run folders are made here
+    scratch.mkdir()
     listener = Listener()
-    catalogue = escapes(read_release(root, LAB), course=root, home=home, port=listener.port)
+    catalogue = escapes(read_release(root, LAB), course=root, home=home, scratch=scratch,
+                        port=listener.port)
     if user == "root":
         catalogue.update({name: (nb, []) for name, nb in tricks(read_release(root, LAB)).items()})
     else:
@@ -112,10 +115,10 @@ def _grade_batch(base: Path, user: str):
     command = [sys.executable, "-m", "instructor", "grade", LAB, "--course-dir", str(root),
                "--workers", "2", "--cell-timeout", "60", "--timeout", "300", "--memory-mb",
                "2048", "--quiet"]
+    env = tool_env(HOME=str(home), TMPDIR=str(scratch))
     restore = []
     if user == "root":
-        run = subprocess.run(command, env=tool_env(HOME=str(home)), capture_output=True,
-                             text=True, timeout=1200)
+        run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
     else:
         uid, gid = _ordinary_user()
         if uid != os.getuid():
@@ -123,8 +126,8 @@ def _grade_batch(base: Path, user: str):
             for path in [base, *base.rglob("*")]:
                 os.chown(path, uid, gid)
         try:
-            run = subprocess.run(command, env=tool_env(HOME=str(home)), user=uid, group=gid,
-                                 extra_groups=[], capture_output=True, text=True, timeout=1200)
+            run = subprocess.run(command, env=env, user=uid, group=gid, extra_groups=[],
+                                 capture_output=True, text=True, timeout=1200)
         finally:
             for folder, mode in reversed(restore):
                 folder.chmod(mode)
@@ -179,6 +182,12 @@ def test_nothing_outside_the_working_copy_changed(graded):
     assert results["honest"].score == 4.0 and not results["honest"].flags
     assert listener.connections == []
     assert not Path("/tmp/kit-pwned-by-record").exists()
+
+
+def test_the_grader_leaves_nothing_behind_in_its_temporary_folder(graded):
+    """Not even the read-only folders a submission made in its kernel's working folder."""
+    _, root, _, _, _ = graded
+    assert sorted(p.name for p in (root.parent / "tmp").iterdir()) == []
 
 
 def test_killing_everything_it_sees_kills_only_its_own_kernel(graded):

@@ -36,7 +36,7 @@ from ..nbgrader_runner import WarmNbgrader
 from ..notebooks import MARKER_LINE
 from . import gradebook
 from .font_cache import shared_font_cache, write_font_cache
-from .kernels import KernelHandle
+from .kernels import KernelHandle, remove_tree
 from .limits import Limits
 from .preprocessors import PIPELINE
 
@@ -189,4 +189,4 @@ class Workspace:
                         KIT_REPORT=str(scratch / "report.json"))
 
     def close(self) -> None:
-        shutil.rmtree(self.run_dir, ignore_errors=True)
+        remove_tree(self.run_dir)
