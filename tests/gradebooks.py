@@ -1,11 +1,14 @@
 """Read any nbgrader gradebook (SQLite or PostgreSQL, through SQLAlchemy) as plain data, so that
 tests can say "this gradebook equals that one": every score, comment and late penalty, and how
-many rows each table holds."""
+many rows each table holds. Also: small gradebooks made with nbgrader's API, and a grader that
+records while another one seeds (the same scenario on either database)."""
 
 from __future__ import annotations
 
 import re
+import threading
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
@@ -90,3 +93,71 @@ def scores(db_url: str, lab: str) -> dict[str, float]:
     for (student, _, _), (auto, _, _) in snapshot(db_url, lab)["grades"].items():
         total[student] = total.get(student, 0.0) + (auto or 0.0)
     return total
+
+
+def seeded_gradebook(url: str, lab: str, cells: list[str]) -> str:
+    """The gradebook at ``url`` given ``lab`` with one notebook of autograded ``cells`` (1 point
+    each), stamped as the kit's nbgrader processes stamp theirs (without an ``alembic``
+    process); returns ``url``."""
+    from nbgrader.api import Gradebook
+
+    from instructor.nbgrader_runner import stamp_gradebooks_in_process
+
+    stamp_gradebooks_in_process()
+    with Gradebook(url) as gb:
+        gb.update_or_create_assignment(lab)
+        gb.add_notebook(lab, lab)
+        for cell in cells:
+            gb.add_grade_cell(cell, lab, lab, max_score=1, cell_type="code")
+    return url
+
+
+def scratch_gradebook(path: Path, lab: str, cells: list[str], students: list[str]) -> Path:
+    """A scratch SQLite gradebook at ``path`` as nbgrader leaves it, for several students at once:
+    each scored 1 per cell."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(seeded_gradebook(f"sqlite:///{path}", lab, cells)) as gb, gb.db.no_autoflush:
+        for student in students:
+            gb.update_or_create_student(student)
+            gb.add_submission(lab, student)
+            for cell in cells:
+                gb.find_grade(cell, lab, lab, student).auto_score = 1.0
+        gb.db.commit()
+    return path
+
+
+def record_while_another_grader_seeds(course: str, scratch: Path) -> None:
+    """While a grader seeds, nbgrader removes a notebook that has no submission yet and creates its
+    cells again one at a time. Another grader's recording into ``course`` (seeded by
+    :func:`seeded_gradebook` with lab ``lab`` and cells ``test_a``, ``test_b``) waits for that to
+    end, so the submission it creates has every cell's grade: here the seeder stops halfway, with
+    one cell of the two, long enough for a recording that does not wait to run."""
+    from nbgrader.api import Gradebook
+
+    from instructor.grading import gradebook, gradebook_lock
+
+    lab = "lab"
+    scratch = scratch_gradebook(scratch, lab, ["test_a", "test_b"], ["ada"])
+    recorded, failed = [], []
+
+    def record_in_another_grader():
+        try:
+            recorded.append(gradebook.record(course, scratch, lab, "ada"))
+        except Exception as error:
+            failed.append(error)
+
+    with gradebook_lock.seeding(course):
+        with Gradebook(course) as gb:  # as generate_assignment does, up to its first cell
+            gb.remove_notebook(lab, lab)
+            gb.add_notebook(lab, lab)
+            gb.add_grade_cell("test_a", lab, lab, max_score=1, cell_type="code")
+        recorder = threading.Thread(target=record_in_another_grader)
+        recorder.start()
+        recorder.join(timeout=2.0)
+        assert not recorded and not failed, f"recorded from a half-seeded notebook: {failed}"
+        with Gradebook(course) as gb:
+            gb.add_grade_cell("test_b", lab, lab, max_score=1, cell_type="code")
+    recorder.join(timeout=60)
+    assert not failed, failed
+    assert [(r.score, r.max_score) for r in recorded] == [(2.0, 2.0)]

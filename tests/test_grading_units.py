@@ -15,6 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
+from gradebooks import record_while_another_grader_seeds, scratch_gradebook, seeded_gradebook
 
 from instructor.course import Course, absolute_db_url
 from instructor.grading import rules
@@ -270,36 +271,10 @@ def test_the_graders_verdict_decides_nbgrader_s_score():
     assert determine_grade(cell)[0] == 2
 
 
-def _seeded_gradebook(path: Path, lab: str, cells: list[str]) -> str:
-    """A SQLite gradebook holding ``lab`` with one notebook of autograded ``cells`` (1 point each),
-    stamped as the kit's nbgrader processes stamp theirs (without an ``alembic`` process)."""
-    from nbgrader.api import Gradebook
-
-    from instructor.nbgrader_runner import stamp_gradebooks_in_process
-
-    stamp_gradebooks_in_process()
-    url = f"sqlite:///{path}"
-    with Gradebook(url) as gb:
-        gb.update_or_create_assignment(lab)
-        gb.add_notebook(lab, lab)
-        for cell in cells:
-            gb.add_grade_cell(cell, lab, lab, max_score=1, cell_type="code")
-    return url
-
-
-def _scratch_gradebook(path: Path, lab: str, cells: list[str], students: list[str]) -> Path:
-    """A scratch gradebook as nbgrader leaves it, for several students at once: each scored 1
-    per cell."""
-    from nbgrader.api import Gradebook
-
-    with Gradebook(_seeded_gradebook(path, lab, cells)) as gb, gb.db.no_autoflush:
-        for student in students:
-            gb.update_or_create_student(student)
-            gb.add_submission(lab, student)
-            for cell in cells:
-                gb.find_grade(cell, lab, lab, student).auto_score = 1.0
-        gb.db.commit()
-    return path
+def test_a_submission_is_not_recorded_while_another_grader_seeds_the_gradebook(tmp_path):
+    """SQLite: see :func:`gradebooks.record_while_another_grader_seeds`."""
+    course = seeded_gradebook(f"sqlite:///{tmp_path / 'course.db'}", "lab", ["test_a", "test_b"])
+    record_while_another_grader_seeds(course, tmp_path / "scratch.db")
 
 
 def test_recording_stays_quiet_while_other_threads_silence_their_own_warnings(tmp_path):
@@ -314,8 +289,8 @@ def test_recording_stays_quiet_while_other_threads_silence_their_own_warnings(tm
     from instructor.grading import gradebook
 
     lab, cells, students = "lab", ["test_a", "test_b"], [f"s{i}" for i in range(4)]
-    course = _seeded_gradebook(tmp_path / "course.db", lab, cells)
-    scratch = _scratch_gradebook(tmp_path / "scratch.db", lab, cells, students)
+    course = seeded_gradebook(f"sqlite:///{tmp_path / 'course.db'}", lab, cells)
+    scratch = scratch_gradebook(tmp_path / "scratch.db", lab, cells, students)
     stop = threading.Event()
 
     def parse_in_a_thread():  # what rules.syntax does around compile() in each grading thread

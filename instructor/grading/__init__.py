@@ -1,7 +1,8 @@
 """The grading engine: where a submission goes and who writes the gradebook.
 
 - :mod:`.run`: the run (workers, progress, resuming); its main thread is the only writer of the
-  course's gradebook (through :mod:`.gradebook`). :mod:`.grader`: one submission's way through
+  course's gradebook (through :mod:`.gradebook`; :mod:`.gradebook_lock` keeps graders sharing
+  it from recording while one seeds it). :mod:`.grader`: one submission's way through
   the workspace, a kernel and nbgrader, whatever it does.
 - :mod:`.distributed`: the same run with its submissions graded on a Dask cluster
   (``--scheduler``); the instructor's process still records. :mod:`.distributed_worker` is the

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ..course import Course, build_course
 from ..nbgrader_runner import run_nbgrader
-from . import gradebook
+from . import gradebook, gradebook_lock
 from .distributed_tasks import LabBundle, Task, TaskResult, kit_fingerprint, read_files, write_files
 from .distributed_worker import PLUGIN_NAME, GraderPlugin, grade_task, worker_report
 from .grader import Graded
@@ -59,7 +59,7 @@ def seed_gradebook(course: Course, lab: str) -> None:
     with tempfile.TemporaryDirectory(prefix="kit-seed-") as folder:
         template = build_course(Path(folder), {lab: course.solutions / lab},
                                 config=course.root / "nbgrader_config.py")
-        with gradebook.exclusive(course.db_url):
+        with gradebook_lock.seeding(course.db_url):
             run_nbgrader("generate_assignment", lab, "--force", "--db", course.db_url,
                          cwd=template.root)
 

@@ -16,25 +16,26 @@ or on the same students):
   the unique key; a deadlock or serialization failure; a dropped connection; SQLite's "database is
   locked") is retried after a short random wait (:func:`retrying`), and the retry finds the rows
   the other writer made. The database's unique keys keep rows from being duplicated;
-- seeding the gradebook with ``nbgrader generate_assignment`` happens under :func:`exclusive` (a
-  PostgreSQL advisory lock, a file lock for SQLite), so two graders never create the same
-  assignment, notebooks and cells at once.
+- seeding the gradebook with ``nbgrader generate_assignment`` happens alone, and recording
+  happens only while nobody seeds (:mod:`.gradebook_lock`): two graders never create the same
+  assignment, notebooks and cells at once, and no submission is created from a half-seeded
+  notebook.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
 from nbgrader.api import Gradebook, InvalidEntry, MissingEntry
+
+from .gradebook_lock import printable, recording
 
 #: What :func:`record` raises when the course gradebook refuses a write.
 try:
@@ -116,7 +117,11 @@ def record(db_url: str, scratch_db: Path, lab: str, student: str) -> Recorded:
     app_log.addFilter(quiet)
     try:
         timestamp, notebooks = _scratch_results(scratch_db, lab, student)
-        return retrying(lambda: _write(db_url, lab, student, timestamp, notebooks))
+
+        def attempt() -> Recorded:
+            with recording(db_url):  # never while another grader seeds the gradebook
+                return _write(db_url, lab, student, timestamp, notebooks)
+        return retrying(attempt)
     finally:
         app_log.removeFilter(quiet)
 
@@ -147,61 +152,7 @@ def _write(db_url: str, lab: str, student: str, timestamp, notebooks) -> Recorde
         return Recorded(float(submission.score), float(submission.max_score), not notebooks)
 
 
-# ----------------------------------------------------------------------------- seeding, due dates
-
-
-def _lock_key(name: str) -> int:
-    """A signed 64-bit key for ``pg_advisory_lock``, the same in every process."""
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-
-
-def printable(db_url: str) -> str:
-    """``db_url`` without its password, for messages."""
-    from sqlalchemy.engine import make_url
-    try:
-        return make_url(db_url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy understands: show nothing of it but the scheme
-        return db_url.split("://", 1)[0] + "://..."
-
-
-@contextlib.contextmanager
-def exclusive(db_url: str, name: str = "backprop-lab-kit seeds the gradebook") -> Iterator[None]:
-    """Hold a lock named ``name`` on the gradebook at ``db_url`` for the block: a session-level
-    advisory lock on PostgreSQL, an exclusive ``flock`` next to a SQLite file (nothing for other
-    databases). Raises ``RuntimeError`` naming the gradebook when it cannot be reached."""
-    sqlite = "sqlite:///"
-    if db_url.startswith("postgresql"):
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.exc import OperationalError
-        from sqlalchemy.pool import NullPool
-        engine = create_engine(db_url, poolclass=NullPool)
-        try:
-            try:
-                connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            except OperationalError as error:
-                raise RuntimeError(f"--db: cannot connect to the gradebook {printable(db_url)}: "
-                                   f"{str(error.orig).strip()}") from None
-            with connection:
-                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _lock_key(name)})
-                try:
-                    yield
-                finally:
-                    connection.execute(text("SELECT pg_advisory_unlock(:key)"),
-                                       {"key": _lock_key(name)})
-        finally:
-            engine.dispose()
-    elif db_url.startswith(sqlite) and ":memory:" not in db_url:
-        import fcntl
-        lock = Path(db_url[len(sqlite):] + ".kit-lock")
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-    else:
-        yield
+# ----------------------------------------------------------------------------- due dates
 
 
 def duedate(db_url: str, lab: str) -> datetime | None:

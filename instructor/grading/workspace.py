@@ -34,7 +34,7 @@ from ..course import build_course
 from ..environment import THREAD_SETTINGS, tool_env
 from ..nbgrader_runner import WarmNbgrader
 from ..notebooks import MARKER_LINE
-from . import gradebook
+from . import gradebook, gradebook_lock
 from .font_cache import shared_font_cache, write_font_cache
 from .kernels import KernelHandle, remove_tree
 from .limits import Limits
@@ -141,7 +141,7 @@ class Workspace:
         """``nbgrader generate_assignment`` of the lab in ``folder`` into the gradebook ``url``."""
         argv = ["generate_assignment", self.lab, "--force", "--db", url]
         log = folder / "generate_assignment.log"
-        with gradebook.exclusive(url):  # graders sharing a gradebook seed it one at a time
+        with gradebook_lock.seeding(url):  # graders sharing a gradebook seed it one at a time
             status, _ = seeder.run(argv, cwd=folder, env=tool_env(), log=log)
         if status != 0:
             raise RuntimeError(f"nbgrader {' '.join(argv)} failed (exit {status}):\n"
