@@ -233,15 +233,33 @@ class LabPage:
         text = self.page.locator(".jp-DirListing-itemText", has_text=re.compile(f"^{re.escape(name)}$"))
         return self.page.locator(".jp-DirListing-item").filter(has=text)
 
+    def _open_item(self, name: str, opened) -> None:
+        """Double-click ``name`` in the file browser's listing until ``opened`` (a locator) is
+        there. The listing is drawn again when its poll finds a change (a file just written next
+        to it), and a double-click aimed at an item replaced meanwhile waits for it in vain: the
+        item is looked up again, three times at most."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        for attempt in range(1, 4):
+            try:
+                self._dir_item(name).dblclick(timeout=10_000)
+                opened.wait_for(timeout=30_000)
+                return
+            except PlaywrightTimeout:
+                if opened.count():  # the double-click went through after all
+                    return
+                if attempt == 3:
+                    raise
+
     def open_notebook(self, path: str, n_cells: int):
         """Walk the file browser from its root to ``path`` and open it; wait until all its
         cells are shown and its kernel is idle. Returns the notebook panel's locator."""
         self.page.locator(".jp-FileBrowser .jp-BreadCrumbs-home").click()
         *folders, name = path.split("/")
         for folder in folders:
-            self._dir_item(folder).dblclick()
-            self.page.locator(".jp-FileBrowser .jp-BreadCrumbs", has_text=folder).wait_for()
-        self._dir_item(name).dblclick()
+            self._open_item(folder, self.page.locator(".jp-FileBrowser .jp-BreadCrumbs",
+                                                      has_text=folder))
+        self._open_item(name, self.page.locator(".lm-TabBar-tab.lm-mod-current", has_text=name))
         panel = self.page.locator(".jp-NotebookPanel:visible")
         panel.locator(".jp-Cell").nth(n_cells - 1).wait_for(timeout=60_000)
         self.wait_for_idle(panel, timeout=120_000)

@@ -34,14 +34,14 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def released_labs(tmp_path_factory, worker_id) -> Path:
+def released_labs(tmp_path_factory) -> Path:
     """A throw-away course holding every lab's source and its release (``kit.py release``
     without the bundle), made once per run: by the first pytest-xdist worker that asks, the
     others waiting for it (a file lock). Tests that need such a course copy it; none changes
     it."""
     from filelock import FileLock
 
-    if worker_id == "master":  # one process: nothing to share
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # one process (no xdist): nothing to share
         return _release(tmp_path_factory.mktemp("released"))
     shared = tmp_path_factory.getbasetemp().parent / "released"  # the run's, not a worker's
     with FileLock(f"{shared}.lock"):
