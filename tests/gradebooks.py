@@ -129,16 +129,17 @@ def scratch_gradebook(path: Path, lab: str, cells: list[str], students: list[str
 
 def record_while_another_grader_seeds(course: str, scratch: Path) -> None:
     """While a grader seeds, nbgrader removes a notebook that has no submission yet and creates its
-    cells again one at a time. Another grader's recording into ``course`` (seeded by
-    :func:`seeded_gradebook` with lab ``lab`` and cells ``test_a``, ``test_b``) waits for that to
-    end, so the submission it creates has every cell's grade: here the seeder stops halfway, with
-    one cell of the two, long enough for a recording that does not wait to run."""
+    cells again one at a time. Another grader's recording into the new gradebook at ``course``
+    waits for that to end, so the submission it creates has every cell's grade: here the seeder
+    stops halfway, with one cell of the two, long enough for a recording that does not wait to
+    run. ``scratch``: where the recorded submission's scratch gradebook is made."""
     from nbgrader.api import Gradebook
 
     from instructor.grading import gradebook, gradebook_lock
 
-    lab = "lab"
-    scratch = scratch_gradebook(scratch, lab, ["test_a", "test_b"], ["ada"])
+    lab, cells = "lab", ["test_a", "test_b"]
+    seeded_gradebook(course, lab, cells)
+    scratch = scratch_gradebook(scratch, lab, cells, ["ada"])
     recorded, failed = [], []
 
     def record_in_another_grader():
@@ -151,13 +152,13 @@ def record_while_another_grader_seeds(course: str, scratch: Path) -> None:
         with Gradebook(course) as gb:  # as generate_assignment does, up to its first cell
             gb.remove_notebook(lab, lab)
             gb.add_notebook(lab, lab)
-            gb.add_grade_cell("test_a", lab, lab, max_score=1, cell_type="code")
+            gb.add_grade_cell(cells[0], lab, lab, max_score=1, cell_type="code")
         recorder = threading.Thread(target=record_in_another_grader)
         recorder.start()
         recorder.join(timeout=2.0)
         assert not recorded and not failed, f"recorded from a half-seeded notebook: {failed}"
         with Gradebook(course) as gb:
-            gb.add_grade_cell("test_b", lab, lab, max_score=1, cell_type="code")
+            gb.add_grade_cell(cells[1], lab, lab, max_score=1, cell_type="code")
     recorder.join(timeout=60)
     assert not failed, failed
     assert [(r.score, r.max_score) for r in recorded] == [(2.0, 2.0)]

@@ -273,8 +273,7 @@ def test_the_graders_verdict_decides_nbgrader_s_score():
 
 def test_a_submission_is_not_recorded_while_another_grader_seeds_the_gradebook(tmp_path):
     """SQLite: see :func:`gradebooks.record_while_another_grader_seeds`."""
-    course = seeded_gradebook(f"sqlite:///{tmp_path / 'course.db'}", "lab", ["test_a", "test_b"])
-    record_while_another_grader_seeds(course, tmp_path / "scratch.db")
+    record_while_another_grader_seeds(f"sqlite:///{tmp_path / 'course.db'}", tmp_path / "scratch.db")
 
 
 def test_recording_stays_quiet_while_other_threads_silence_their_own_warnings(tmp_path):

@@ -20,7 +20,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from gradebooks import record_while_another_grader_seeds, row_counts, seeded_gradebook, snapshot
+from gradebooks import record_while_another_grader_seeds, row_counts, snapshot
 from servers import PostgresServer, unavailable_reason
 from submission_factory import read_release, read_source, standard_set, submit, with_solution
 
@@ -186,8 +186,7 @@ def test_concurrent_records_of_the_same_submissions(postgres, reference, tmp_pat
 
 def test_a_submission_is_not_recorded_while_another_grader_seeds_the_gradebook(postgres, tmp_path):
     """PostgreSQL (an advisory lock): see :func:`gradebooks.record_while_another_grader_seeds`."""
-    course = seeded_gradebook(postgres.create_database("halfway"), "lab", ["test_a", "test_b"])
-    record_while_another_grader_seeds(course, tmp_path / "scratch.db")
+    record_while_another_grader_seeds(postgres.create_database("halfway"), tmp_path / "scratch.db")
 
 
 def test_retrying_gives_up_on_errors_no_retry_can_fix():

@@ -35,7 +35,7 @@ from typing import TypeVar
 
 from nbgrader.api import Gradebook, InvalidEntry, MissingEntry
 
-from .gradebook_lock import printable, recording
+from .gradebook_lock import recording
 
 #: What :func:`record` raises when the course gradebook refuses a write.
 try:
@@ -153,6 +153,15 @@ def _write(db_url: str, lab: str, student: str, timestamp, notebooks) -> Recorde
 
 
 # ----------------------------------------------------------------------------- due dates
+
+
+def printable(db_url: str) -> str:
+    """``db_url`` without its password, for messages."""
+    from sqlalchemy.engine import make_url
+    try:
+        return make_url(db_url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy understands: show nothing of it but the scheme
+        return db_url.split("://", 1)[0] + "://..."
 
 
 def duedate(db_url: str, lab: str) -> datetime | None:

@@ -16,21 +16,9 @@ import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
-SEEDING_LOCK = "backprop-lab-kit seeds the gradebook"
-
-
-def _lock_key(name: str) -> int:
-    """A signed 64-bit key for ``pg_advisory_lock``, the same in every process."""
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-
-
-def printable(db_url: str) -> str:
-    """``db_url`` without its password, for messages."""
-    from sqlalchemy.engine import make_url
-    try:
-        return make_url(db_url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy understands: show nothing of it but the scheme
-        return db_url.split("://", 1)[0] + "://..."
+#: The key of the PostgreSQL advisory lock, the same in every process (a signed 64-bit number).
+SEEDING_KEY = int.from_bytes(hashlib.sha256(b"backprop-lab-kit seeds the gradebook").digest()[:8],
+                             "big", signed=True)
 
 
 def seeding(db_url: str) -> contextlib.AbstractContextManager[None]:
@@ -43,7 +31,7 @@ def seeding(db_url: str) -> contextlib.AbstractContextManager[None]:
 def recording(db_url: str) -> contextlib.AbstractContextManager[None]:
     """Hold the seeding lock of the gradebook at ``db_url`` shared for the block: any number of
     graders record at once, none while one seeds. A failure to connect is raised as it came
-    (an ``OperationalError``, which :func:`retrying` retries)."""
+    (an ``OperationalError``, which :func:`.gradebook.retrying` retries)."""
     return _lock(db_url, shared=True)
 
 
@@ -57,7 +45,7 @@ def _lock(db_url: str, *, shared: bool) -> Iterator[None]:
         from sqlalchemy.exc import OperationalError
         from sqlalchemy.pool import NullPool
         kind = "_shared" if shared else ""
-        key = {"key": _lock_key(SEEDING_LOCK)}
+        key = {"key": SEEDING_KEY}
         engine = create_engine(db_url, poolclass=NullPool)
         try:
             try:
@@ -65,6 +53,7 @@ def _lock(db_url: str, *, shared: bool) -> Iterator[None]:
             except OperationalError as error:
                 if shared:
                     raise
+                from .gradebook import printable
                 raise RuntimeError(f"--db: cannot connect to the gradebook {printable(db_url)}: "
                                    f"{str(error.orig).strip()}") from None
             with connection:
