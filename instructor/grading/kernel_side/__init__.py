@@ -6,8 +6,9 @@ torch where the lab uses it.
 
 - :func:`start` (the kernel's ``exec_lines``): imports what the labs use (so that it is paid
   while the kernel waits in the pool, not while a submission runs), installs the guard
-  (:mod:`.guard`) and the recorder (:mod:`.recorder`). A lab that imports no torch gets a
-  kernel without it.
+  (:mod:`.guard`) and the recorder (:mod:`.recorder`), then puts all it made out of the garbage
+  collector's reach (the submission's full collections walk only what the submission made). A
+  lab that imports no torch gets a kernel without it.
 - :func:`locked_cell` (the first line the grader puts into every locked cell): restores what the
   guard recorded and, for a test cell, starts recording the calls it makes to student code.
 """
@@ -19,6 +20,7 @@ def start(preload: tuple[str, ...] = ()) -> None:
     """Plain tracebacks (IPython's context ones cost 20-100 ms per error), the guard, then
     ``preload`` (what the lab's notebook imports), so that the guard records those modules as
     they are first imported."""
+    import gc
     import importlib
 
     from IPython import get_ipython
@@ -36,6 +38,7 @@ def start(preload: tuple[str, ...] = ()) -> None:
     recorder.install()  # torch's functions, if the lab uses torch, before any student code
     guard.before_post_run.append(recorder.end_test)
     ip.user_ns.pop("kernel_side", None)
+    gc.freeze()  # what the imports made is never garbage: full collections skip it from now on
 
 
 def locked_cell(test_id: str | None = None, names: tuple[str, ...] = ()) -> None:
