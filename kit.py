@@ -41,9 +41,19 @@ VENV = Path(os.environ.get("KIT_VENV", ROOT / ".venv"))
 STAMP = VENV / ".kit-installed"
 INSTALL_INPUTS = ("pyproject.toml", "constraints.txt")
 COMPILED = ("lab_utils", "instructor", "benchmarks")  # compiled before the suite runs
-COMPILE_SITE_PACKAGES = ("import compileall, sysconfig\n"
-                         "for folder in {sysconfig.get_paths()[k] for k in ('purelib', 'platlib')}:\n"
-                         "    compileall.compile_dir(folder, quiet=2, workers=0)")
+# byte-compiles, on every core, the .py files in the folders and files named on its stdin (one
+# per line) that have no up-to-date .pyc yet: what pip would compile one file after another.
+# The few files in site-packages that are not valid Python on purpose stay uncompiled, as pip
+# leaves them.
+COMPILE = ("import compileall, concurrent.futures, functools, pathlib, sys\n"
+           "paths = [pathlib.Path(line) for line in sys.stdin.read().splitlines()]\n"
+           "files = [str(f) for p in paths for f in (p.rglob('*.py') if p.is_dir() else [p])\n"
+           "         if f.suffix == '.py']\n"
+           "with concurrent.futures.ProcessPoolExecutor() as pool:\n"
+           "    list(pool.map(functools.partial(compileall.compile_file, quiet=2), files,\n"
+           "                  chunksize=64))")
+SITE_PACKAGES = ("import sysconfig\n"
+                 "print('\\n'.join({sysconfig.get_paths()[k] for k in ('purelib', 'platlib')}))")
 
 COMMANDS = {  # command -> (what it needs next to kit.py, help line)
     "lab": ("notebooks", "open JupyterLab on notebooks/ (add --no-browser on a remote machine; "
@@ -125,20 +135,40 @@ def ensure_environment() -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     print("kit.py: installing the kit and its dependencies (first run only)", flush=True)
     pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet"]
+    constrained = [*pip, "--no-compile", "-c", str(ROOT / "constraints.txt")]
     target = f"{ROOT}[test]" if (ROOT / "tests").is_dir() else f"{ROOT}[lab]"  # [lab]: bundle
-    for step in ([*pip, "--upgrade", "pip"],
-                 [*pip, "--no-compile", "-c", str(ROOT / "constraints.txt"), "-e", target]):
-        done = subprocess.run(step, capture_output=True, text=True)
-        if done.returncode != 0:  # pip's own output only when it failed
-            sys.stderr.write(done.stdout + done.stderr)
-            sys.exit(f"kit.py: `{' '.join(step[1:])}` failed (exit {done.returncode})")
-    # what pip would compile one file after another, compiled on every core (torch alone is
-    # thousands of files); the few files in site-packages that are not valid Python on purpose
-    # stay uncompiled, as pip leaves them
-    subprocess.run([str(python), "-c", COMPILE_SITE_PACKAGES], stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    _pip([*pip, "--upgrade", "pip"])
+    # torch (thousands of files) and its dependencies first: they are byte-compiled on every
+    # core while pip installs the rest on one; then whatever is not compiled yet
+    _pip([*constrained, "torch"])
+    site = [Path(folder) for folder in subprocess.run(
+        [str(python), "-c", SITE_PACKAGES], capture_output=True, text=True, check=True
+    ).stdout.splitlines() if Path(folder).is_dir()]
+    compiling = _compile(python, [path for folder in site for path in folder.iterdir()])
+    try:
+        _pip([*constrained, "-e", target])
+    finally:
+        compiling.wait()
+    _compile(python, site).wait()
     STAMP.write_text(wanted + "\n")
     return python
+
+
+def _pip(command: list[str]) -> None:
+    """Run one pip command; pip's own output only when it failed, then exit."""
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout + done.stderr)
+        sys.exit(f"kit.py: `{' '.join(command[1:])}` failed (exit {done.returncode})")
+
+
+def _compile(python: Path, paths: list[Path]) -> subprocess.Popen:
+    """Start byte-compiling ``paths`` (see :data:`COMPILE`) with ``python``."""
+    process = subprocess.Popen([str(python), "-c", COMPILE], stdin=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    process.stdin.write("".join(f"{path}\n" for path in paths))
+    process.stdin.close()
+    return process
 
 
 def run_tests(python: str, args: list[str]) -> int:
