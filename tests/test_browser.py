@@ -8,7 +8,7 @@ as they should be, and the solution runs top to bottom through Run All with no e
 plots shown as images; on one lab, Validate fails the student notebook and passes the
 solution; for Lab 3 with a wrong backward, Validate's dialog shows the checker's diagnosis
 without scrolling at 1280x800. (Validate's outcome on every lab's notebooks is checked without a
-browser: ``nbgrader validate --invert`` in test_labs.py, the grader in test_grading_labs.py.)
+browser, by the grader in test_grading_labs.py.)
 Instructors: the Nbgrader menu with Formgrader, which lists the labs without an exchange warning
 and whose "Generate Feedback" button writes the kit's cleaned page (no hidden test, answers not
 graded yet said so, math as MathML). Screenshots go to artifacts/browser/ ($KIT_ARTIFACTS): what

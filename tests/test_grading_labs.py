@@ -1,5 +1,5 @@
 """The grader on every real lab (found automatically): a correct submission gets every autograded
-point, a blank one none, a partial one some; the grader's own re-run of every test cell agrees
+point, a partial one some, and the blank student version passes no test at all; the grader's own re-run of every test cell agrees
 with the kernel's on all of them, and honest work carries no flag and breaks no rule; on the
 first lab, parallel grading gives exactly the grades plain serial ``nbgrader autograde`` gives
 on the same submissions. On Lab 3, correct ``backward``s in other styles earn every point with
@@ -33,10 +33,15 @@ pytestmark = pytest.mark.slow
 LABS = discover_labs()
 
 
+def autograded_tests(source_nb) -> dict[str, float]:
+    """grade_id -> points of each autograded test cell."""
+    return {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"].get("points", 0)
+            for c in source_nb.cells if c.metadata.get("nbgrader", {}).get("grade")
+            and not c.metadata["nbgrader"].get("solution")}
+
+
 def autograded_points(source_nb) -> float:
-    return sum(c.metadata["nbgrader"].get("points", 0) for c in source_nb.cells
-               if c.metadata.get("nbgrader", {}).get("grade")
-               and not c.metadata["nbgrader"].get("solution"))
+    return sum(autograded_tests(source_nb).values())
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +134,19 @@ def test_correct_blank_partial(course, lab):
         assert total[style] == pytest.approx(full), (style, total)
     assert total["blank"] == 0.0, total
     assert 0.0 < total["partial"] < full, total
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_every_test_fails_on_the_blank_student_version(course, lab):
+    """The student version as released, untouched, passes no autograded test: each one scores 0
+    (what ``nbgrader validate --invert`` checks; tests/test_labs.py checks that the committed
+    student version is this release)."""
+    tests = autograded_tests(read_source(course, lab))
+    blank = {cell: auto for (student, _, cell), (auto, _, _) in
+             gradebook_rows(course / "gradebook.db", lab).items() if student == "blank"}
+    assert tests and set(tests) <= set(blank), (sorted(tests), sorted(blank))
+    passed = sorted(cell for cell in tests if blank[cell])
+    assert not passed, f"{lab}: the blank student version passes {passed}"
 
 
 @pytest.mark.parametrize("lab", LABS)
