@@ -26,6 +26,7 @@ from submission_factory import (
 from instructor.__main__ import main as kit
 from instructor.course import Course
 from instructor.grading.outcome import load_results
+from instructor.notebooks import grade_id, is_test_cell, points
 from instructor.words import describe
 from labs import SOLUTIONS, discover_labs, make_course, nbgrader
 
@@ -35,9 +36,7 @@ LABS = discover_labs()
 
 def autograded_tests(source_nb) -> dict[str, float]:
     """grade_id -> points of each autograded test cell."""
-    return {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"].get("points", 0)
-            for c in source_nb.cells if c.metadata.get("nbgrader", {}).get("grade")
-            and not c.metadata["nbgrader"].get("solution")}
+    return {grade_id(c): points(c) for c in source_nb.cells if is_test_cell(c)}
 
 
 def autograded_points(source_nb) -> float:
@@ -181,9 +180,8 @@ def test_lab3_backward_from_autograd_elsewhere_earns_none_of_its_points(course):
     results = load_results(Course.open(course).grading, LAB3)
     rows = gradebook_rows(course / "gradebook.db", LAB3)
     source = read_source(course, LAB3)
-    backward_tests = {c.metadata["nbgrader"]["grade_id"] for c in source.cells
-                      if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"
-                      and "_check_backward(" in c.source}
+    backward_tests = {grade_id(c) for c in source.cells
+                      if is_test_cell(c) and "_check_backward(" in c.source}
     assert backward_tests, "Lab 3 has no test cell of backward"
     for student in LAB3_AUTOGRAD_ELSEWHERE:
         broken = results[student].violations
