@@ -1,6 +1,9 @@
 """The one way the kit runs nbgrader: its command line, ``nbgrader ARGS``.
 
 - :func:`run_nbgrader`: ``nbgrader ARGS`` as a subprocess (commands, benchmarks).
+- :func:`share`: a process that runs many nbgrader commands (the test suite) may share warm
+  processes among all of them: :func:`run_nbgrader` and every grading run in that process then
+  fork their commands from one instead of importing nbgrader anew each time.
 - :class:`WarmNbgrader`: the same command line, minus the seconds of imports (the grader, the
   tests' ``nbgrader`` helper). It starts ``python -m instructor.nbgrader_runner`` once; that
   process imports nbgrader (and what the grading preprocessors need) and then, for each
@@ -33,6 +36,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -51,11 +55,16 @@ PRELOAD_WHEN_IDLE = ("instructor.grading.preprocessors",)
 
 def run_nbgrader(*args: str, cwd: Path, env: dict[str, str] | None = None,
                  timeout: float | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """``nbgrader ARGS`` in ``cwd`` (a course root), in a process of its own; raises
-    ``RuntimeError`` with the end of its output when it fails and ``check`` is true."""
-    result = subprocess.run([sys.executable, "-m", "instructor.nbgrader_runner", "--once", *args],
-                            cwd=cwd, env=env or tool_env(), capture_output=True, text=True,
-                            timeout=timeout)
+    """``nbgrader ARGS`` in ``cwd`` (a course root), in a process of its own (or in a child of
+    the :func:`shared_runner`); raises ``RuntimeError`` with the end of its output when it fails
+    and ``check`` is true."""
+    runner = shared_runner()
+    if runner is not None:
+        result = runner.run_captured(list(args), cwd=cwd, env=env or tool_env(), timeout=timeout)
+    else:
+        result = subprocess.run([sys.executable, "-m", "instructor.nbgrader_runner", "--once",
+                                 *args], cwd=cwd, env=env or tool_env(), capture_output=True,
+                                text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise RuntimeError(f"nbgrader {' '.join(args)} failed (exit {result.returncode}):\n"
                            f"{(result.stdout + result.stderr)[-3000:]}")
@@ -68,15 +77,16 @@ class WarmNbgrader:
     command runs in a child of its own, and a thread reading the replies hands each to its
     command."""
 
-    def __init__(self, also_import: tuple[str, ...] = ()):
+    def __init__(self, also_import: tuple[str, ...] = (), *, lazy: bool = False):
         """``also_import``: modules the children will import (the lab's torch), imported in the
-        warm process when it is idle."""
+        warm process when it is idle. ``lazy``: start the process at the first command, not now."""
         self.lock = threading.Lock()  # guards process, waiting and writes to its stdin
         self.process: subprocess.Popen | None = None
         self.waiting: dict[int, queue.Queue] = {}
         self.numbers = itertools.count(1)
         self.also_import = tuple(also_import)
-        self.start()
+        if not lazy:
+            self.start()
 
     def start(self) -> None:
         """Start the warm process (the caller holds the lock, or no thread uses this one yet)."""
@@ -133,6 +143,19 @@ class WarmNbgrader:
         finally:
             waiting.pop(number, None)
 
+    def run_captured(self, argv: list[str], *, cwd: Path, env: dict[str, str],
+                     timeout: float | None = None) -> subprocess.CompletedProcess:
+        """:meth:`run` as :func:`subprocess.run` with ``capture_output`` answers: the exit status
+        and the output (``stdout``; ``stderr`` is empty: both went to one log), or
+        ``subprocess.TimeoutExpired`` once the child is killed at ``timeout``."""
+        with tempfile.TemporaryDirectory(prefix="kit-nbgrader-") as folder:
+            log = Path(folder) / "nbgrader.log"
+            status, killed = self.run(argv, cwd=cwd, env=env, log=log, timeout=timeout)
+            output = log.read_text(errors="replace")
+        if killed:
+            raise subprocess.TimeoutExpired(["nbgrader", *argv], timeout, output)
+        return subprocess.CompletedProcess(["nbgrader", *argv], status, output, "")
+
     def close(self) -> None:
         with self.lock:
             process, self.process = self.process, None
@@ -146,6 +169,38 @@ class WarmNbgrader:
         # for its interpreter to tear down torch and the rest
         process.kill()
         process.wait()
+
+
+_shared: dict[tuple[str, ...], WarmNbgrader] | None = None  # see share(); None: not shared
+_shared_lock = threading.Lock()
+
+
+def share(enabled: bool = True) -> None:
+    """Whether this process's nbgrader commands run in children of warm processes it shares:
+    those of :func:`run_nbgrader` and of every grading run
+    (:class:`instructor.grading.grader.LabGrader`, which then neither starts nor closes one of
+    its own). For a process that runs many commands (the test suite), each of which would
+    otherwise pay a second of imports; the commands and their results are the same either way.
+    ``False`` closes the shared processes: each command in a process of its own again."""
+    global _shared
+    with _shared_lock:
+        if enabled and _shared is not None:
+            return
+        runners, _shared = _shared, ({} if enabled else None)
+    for runner in (runners or {}).values():
+        runner.close()
+
+
+def shared_runner(also_import: tuple[str, ...] = ()) -> WarmNbgrader | None:
+    """The shared warm process that also imports ``also_import`` (one per distinct tuple,
+    started by its first command: a child forked from a process holding torch costs more, so
+    plain commands get a plain one); None while :func:`share` is off."""
+    with _shared_lock:
+        if _shared is None:
+            return None
+        if also_import not in _shared:
+            _shared[also_import] = WarmNbgrader(also_import, lazy=True)
+        return _shared[also_import]
 
 
 def _reply(box: queue.Queue, timeout: float | None) -> dict:

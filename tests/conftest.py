@@ -41,6 +41,19 @@ def pytest_collection_finish(session):
     gc.freeze()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def warm_nbgrader():
+    """Warm nbgrader processes shared by the whole test process, each started by its first
+    command: every nbgrader command run in this process (the tests' own, the kit's commands,
+    the graders') is a child of one instead of a new interpreter importing nbgrader (and torch,
+    to replay a lab's tests) again. ``kit.py`` itself runs them as it always does."""
+    from instructor.nbgrader_runner import share
+
+    share(True)
+    yield
+    share(False)
+
+
 @pytest.fixture(scope="session")
 def released_labs(tmp_path_factory) -> Path:
     """A throw-away course holding every lab's source and its release (``kit.py release``

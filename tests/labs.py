@@ -3,19 +3,15 @@
 
 from __future__ import annotations
 
-import atexit
 import json
 import subprocess
-import tempfile
-import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
 from instructor.course import build_course, find_labs
-from instructor.environment import tool_env
-from instructor.nbgrader_runner import WarmNbgrader
+from instructor.nbgrader_runner import run_nbgrader
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -36,28 +32,13 @@ def student_path(lab: str) -> Path:
     return NOTEBOOKS / lab / f"{lab}.ipynb"
 
 
-_warm: list[WarmNbgrader] = []  # one per test process, started by its first nbgrader command
-_warm_lock = threading.Lock()
-
-
 def nbgrader(*args: str, cwd: Path, check: bool = True, timeout: float = 900
              ) -> subprocess.CompletedProcess:
     """Run ``nbgrader ARGS`` in ``cwd`` (a course root) and return the finished process, its
     output (stdout and stderr in order) as ``stdout``. It is nbgrader's own command line, argv
-    and configuration unchanged, run by :class:`WarmNbgrader` (a child forked from a process that
-    has imported nbgrader already) to spare each command a second of imports."""
-    with _warm_lock:
-        if not _warm:
-            _warm.append(WarmNbgrader())
-            atexit.register(_warm[0].close)
-    with tempfile.TemporaryDirectory(prefix="kit-nbgrader-") as folder:
-        log = Path(folder) / "nbgrader.log"
-        status, killed = _warm[0].run(list(args), cwd=cwd, env=tool_env(), log=log,
-                                      timeout=timeout)
-        output = log.read_text(errors="replace")
-    if killed:
-        raise subprocess.TimeoutExpired(["nbgrader", *args], timeout, output)
-    result = subprocess.CompletedProcess(["nbgrader", *args], status, output, "")
+    and configuration unchanged, run by ``run_nbgrader`` (a child of the test process's warm
+    nbgrader process: conftest's ``warm_nbgrader``)."""
+    result = run_nbgrader(*args, cwd=cwd, timeout=timeout, check=False)
     if check and result.returncode != 0:
         raise AssertionError(f"nbgrader {' '.join(args)} failed ({result.returncode}):\n"
                              f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 
-from ..nbgrader_runner import WarmNbgrader
+from ..nbgrader_runner import WarmNbgrader, shared_runner
 from .diagnosis import describe_execution, inspect_submission, nbgrader_failure, read_notebook
 from .kernels import KernelPlan, KernelPool
 from .limits import Limits
@@ -74,8 +74,11 @@ class LabGrader:
             # torch) while this process prepares the workspace and then seeds the gradebooks
             preload = lab_imports(Path(source))
             packages = {name.split(".")[0] for name in preload}
-            self.runner = WarmNbgrader(  # one process; each submission is a child of it
-                also_import=tuple(m for m in REPLAY_IMPORTS if m.split(".")[0] in packages))
+            replay = tuple(m for m in REPLAY_IMPORTS if m.split(".")[0] in packages)
+            shared = shared_runner(replay)  # this process's, if it shares (nbgrader_runner.share)
+            self.owns_runner = shared is None
+            # one process; each submission is a child of it
+            self.runner = shared or WarmNbgrader(also_import=replay)
             self.space = Workspace.open(lab, source, limits)
             plan = KernelPlan(self.space.run_dir, Path(source), limits, sandbox,
                               self.space.matplotlib_cache, preload)
@@ -159,7 +162,7 @@ class LabGrader:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.close()
-        if self.runner is not None:
+        if self.runner is not None and self.owns_runner:
             self.runner.close()
         if self.space is not None:
             self.space.close()
