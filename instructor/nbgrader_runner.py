@@ -12,8 +12,9 @@
   its own process group, working folder, environment and log file, an optional address-space
   limit, its exit status as the result (as :mod:`subprocess` gives it). nbgrader's own
   ``NbGraderApp`` runs in the child with the same argv, so nbgrader's rules are unchanged. The
-  warm process never opens a database, a kernel or a thread, so nothing but imported code is
-  shared with the children. Several commands may run at once (one per grading slot): the warm
+  warm process never opens a kernel, a thread or a database of a course (only one in memory,
+  closed again: :func:`_prepare`), so nothing but imported code and its caches is shared with
+  the children. Several commands may run at once (one per grading slot): the warm
   process forks each as it comes and reports each child's end as it happens.
 
 Both stamp a new gradebook as nbgrader does, with the newest of nbgrader's database migrations,
@@ -291,6 +292,21 @@ def _nbgrader(argv: list[str]) -> int:
     return 0
 
 
+def _prepare() -> None:
+    """What every nbgrader child would otherwise compute again, done once in the warm process
+    (a twentieth of a second per child): nbformat's notebook validators, strict and relaxed
+    (nbconvert checks the notebook after each preprocessor), and the gradebook's object
+    mappings, set up by opening and closing a gradebook in memory."""
+    import nbformat
+    from nbformat.validator import get_validator
+    from nbgrader.api import Gradebook
+
+    for relaxed in (False, True):
+        get_validator(nbformat.current_nbformat, nbformat.current_nbformat_minor,
+                      relax_add_props=relaxed)
+    Gradebook("sqlite://").close()
+
+
 def _serve() -> None:
     import importlib
     for name in PRELOAD:
@@ -303,14 +319,18 @@ def _serve() -> None:
     signal.set_wakeup_fd(wakeup[1])
     signal.signal(signal.SIGCHLD, lambda *_: None)
     children: dict[int, int] = {}  # pid -> the id of the command it runs
-    later = [*PRELOAD_WHEN_IDLE, *sys.argv[1:]]
+    later: list = [_prepare, *PRELOAD_WHEN_IDLE, *sys.argv[1:]]  # callables and module names
     buffer, reading = b"", True
     while reading or children:
         watched = [0, wakeup[0]] if reading else [wakeup[0]]
         ready = select.select(watched, [], [], 0 if later else None)[0]
         if not ready and later:
+            step = later.pop(0)
             try:
-                importlib.import_module(later.pop(0))
+                if callable(step):
+                    step()
+                else:
+                    importlib.import_module(step)
             except ImportError:  # the child that needs it reports it
                 pass
             continue
