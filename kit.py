@@ -34,6 +34,8 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -137,29 +139,40 @@ def ensure_environment() -> Path:
     pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet"]
     constrained = [*pip, "--no-compile", "-c", str(ROOT / "constraints.txt")]
     target = f"{ROOT}[test]" if (ROOT / "tests").is_dir() else f"{ROOT}[lab]"  # [lab]: bundle
-    _pip([*pip, "--upgrade", "pip"])
-    # torch (thousands of files) and its dependencies first: they are byte-compiled on every
-    # core while pip installs the rest on one; then whatever is not compiled yet
-    _pip([*constrained, "torch"])
     site = [Path(folder) for folder in subprocess.run(
         [str(python), "-c", SITE_PACKAGES], capture_output=True, text=True, check=True
     ).stdout.splitlines() if Path(folder).is_dir()]
-    compiling = _compile(python, [path for folder in site for path in folder.iterdir()])
+    _pip([*pip, "--upgrade", "pip"])  # a newer pip resolves the kit's dependencies in half the time
+    # torch (thousands of files) and its dependencies first; then, while pip installs the rest
+    # on one core, what it has installed is byte-compiled on the others; then whatever is not
+    # compiled yet
+    _pip([*constrained, "torch"])
+    compiler = _Compiler(python, site)
     try:
-        _pip([*constrained, "-e", target])
+        _pip([*constrained, "-e", target], meanwhile=compiler.poll)
     finally:
-        compiling.wait()
+        compiler.wait()
     _compile(python, site).wait()
     STAMP.write_text(wanted + "\n")
     return python
 
 
-def _pip(command: list[str]) -> None:
-    """Run one pip command; pip's own output only when it failed, then exit."""
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.stderr.write(done.stdout + done.stderr)
-        sys.exit(f"kit.py: `{' '.join(command[1:])}` failed (exit {done.returncode})")
+def _pip(command: list[str], *, meanwhile: Callable[[], None] | None = None) -> None:
+    """Run one pip command, calling ``meanwhile`` about once a second while it runs; pip's own
+    output only when it failed, then exit."""
+    with tempfile.TemporaryFile("w+") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True)
+        while True:
+            try:
+                process.wait(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                if meanwhile is not None:
+                    meanwhile()
+        if process.returncode != 0:
+            output.seek(0)
+            sys.stderr.write(output.read())
+            sys.exit(f"kit.py: `{' '.join(command[1:])}` failed (exit {process.returncode})")
 
 
 def _compile(python: Path, paths: list[Path]) -> subprocess.Popen:
@@ -169,6 +182,35 @@ def _compile(python: Path, paths: list[Path]) -> subprocess.Popen:
     process.stdin.write("".join(f"{path}\n" for path in paths))
     process.stdin.close()
     return process
+
+
+class _Compiler:
+    """Byte-compiles what is in ``site`` now, then, at each :meth:`poll`, what pip has added
+    since: one batch at a time, each entry once it has been there a poll long (pip writes most
+    packages whole in less). A file compiled before pip finished writing it gets a .pyc that no
+    longer matches it, which the last pass over ``site`` compiles again."""
+
+    def __init__(self, python: Path, site: list[Path]):
+        self.python, self.site = python, site
+        self.seen = self._entries()
+        self.settling: set[Path] = set()  # first seen at the last poll
+        self.waiting: set[Path] = set()   # settled, for the next batch
+        self.batch = _compile(python, sorted(self.seen))
+
+    def _entries(self) -> set[Path]:
+        return {path for folder in self.site for path in folder.iterdir()}
+
+    def poll(self) -> None:
+        now = self._entries()
+        self.waiting |= self.settling & now
+        self.settling = now - self.seen
+        self.seen |= now
+        if self.waiting and self.batch.poll() is not None:
+            self.batch = _compile(self.python, sorted(self.waiting))
+            self.waiting = set()
+
+    def wait(self) -> None:
+        self.batch.wait()
 
 
 def run_tests(python: str, args: list[str]) -> int:
