@@ -279,16 +279,17 @@ def escapes(release, *, course: Path, home: Path, scratch: Path, port: int) -> d
     ''')
     return {
         "honest": (with_solution(release, RIGHT, "tanh_backward"), []),
-        "escape_files": (_attack(release, read_files, write_files), ["read_files", "write_files"]),
-        "escape_mounts_and_proc": (_attack(release, mounts, processes), ["mounts", "processes"]),
-        "escape_network_and_env": (_attack(release, network, environment),
-                                   ["network", "environment"]),
+        # one after another in one kernel (each in its own try), the mount tricks last: had one
+        # changed the kernel's root, the attempts before it saw the sandbox as it was given
+        "escape_everything": (_attack(release, read_files, write_files, network, environment,
+                                      forged, processes, mounts),
+                              ["read_files", "write_files", "network", "environment",
+                               "forge_records", "processes", "mounts"]),
         "escape_signals": (_attack(release, signals), ["signals"]),
         "kill_everything": (_attack(release, "for pid in (-1, os.getppid(), 1, os.getpid()):\n"
                                     "    try:\n        os.kill(pid, signal.SIGKILL)\n"
                                     "    except OSError:\n        pass\n"), []),
         "escape_bombs": (_attack(release, bombs), ["fork_bomb", "thread_bomb", "memory_bomb"]),
-        "forge_records": (_attack(release, forged), ["forge_records"]),
     }
 
 

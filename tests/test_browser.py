@@ -5,10 +5,11 @@ in one headless Chromium the way a person clicks.
 Students: only their tools (Validate; no Formgrader, course list or Create Assignment); for each
 lab the student notebook opens from the file browser with its nbgrader cells locked or editable
 as they should be, and the solution runs top to bottom through Run All with no error and its
-plots shown as images; on one lab, Validate fails the student notebook and passes the
-solution; for Lab 3 with a wrong backward, Validate's dialog shows the checker's diagnosis
-without scrolling at 1280x800. (Validate's outcome on every lab's notebooks is checked without a
-browser, by the grader in test_grading_labs.py.)
+plots shown as images; on a lab of one function (quick to run twice), Validate fails the
+student notebook and passes the solution; for Lab 3 with a wrong backward, Validate runs the
+whole lab and its dialog shows the checker's diagnosis without scrolling at 1280x800.
+(Validate's outcome on every lab's notebooks is checked without a browser, by the grader in
+test_grading_labs.py.)
 Instructors: the Nbgrader menu with Formgrader, which lists the labs without an exchange warning
 and whose "Generate Feedback" button writes the kit's cleaned page (no hidden test, answers not
 graded yet said so, math as MathML). Screenshots go to artifacts/browser/ ($KIT_ARTIFACTS): what
@@ -60,8 +61,9 @@ MIN_PLOT_WIDTH_PX = 320     # a plot narrower than this on a laptop screen is ha
 VIEWPORT = {"width": 1280, "height": 800}  # a laptop screen
 FEEDBACK_LAB = "feedback_lab"  # graded for the Formgrader tests: math, a hidden test, an answer
 BUGGY_LAB = "lab3_backprop_mlp"  # Validate with a wrong backward
-# Validate's button on a blank notebook and on a solution: the quickest lab to run
-VALIDATE_LAB = "lab2_dynamic_programming" if "lab2_dynamic_programming" in LABS else LABS[0]
+# Validate's button on a blank notebook and on a solution: the fixture lab, released into the
+# course next to the kit's labs (a real lab's Validate is BUGGY_LAB's)
+VALIDATE_LAB = "fixture_lab"
 # windows of each solution to screenshot after Run All (every one with KIT_SCREENSHOTS=all)
 SOLUTION_SCREENSHOTS = 60 if os.environ.get("KIT_SCREENSHOTS") == "all" else 1
 
@@ -83,18 +85,17 @@ def repo_state():
 
 @pytest.fixture(scope="session")
 def course(repo_state):
-    """A temporary course: copies of nbgrader_config.py and of every lab's folders."""
+    """A temporary course: copies of nbgrader_config.py and of every lab's folders, and the
+    fixture lab (:data:`VALIDATE_LAB`) released into it."""
     with tempfile.TemporaryDirectory(prefix="kit-browser-") as tmp:
         root = Path(tmp) / "course"
-        if LABS == ["fixture_lab"]:
-            source = Path(tmp) / "fixture" / "solutions" / "fixture_lab"
-            source.mkdir(parents=True)
-            (source / "fixture_lab.ipynb").write_bytes(FIXTURE.read_bytes())
-            (source.parent.parent / "nbgrader_config.py").write_bytes((ROOT / "nbgrader_config.py").read_bytes())
-            nbgrader("generate_assignment", "fixture_lab", "--force", cwd=source.parent.parent)
-            folders = {"fixture_lab": (source, source.parent.parent / "notebooks" / "fixture_lab")}
-        else:
-            folders = {lab: (SOLUTIONS / lab, NOTEBOOKS / lab) for lab in LABS}
+        fixture = Path(tmp) / "fixture"
+        (fixture / "solutions" / VALIDATE_LAB).mkdir(parents=True)
+        (fixture / "solutions" / VALIDATE_LAB / f"{VALIDATE_LAB}.ipynb").write_bytes(FIXTURE.read_bytes())
+        (fixture / "nbgrader_config.py").write_bytes((ROOT / "nbgrader_config.py").read_bytes())
+        nbgrader("generate_assignment", VALIDATE_LAB, "--force", cwd=fixture)
+        folders = {lab: (SOLUTIONS / lab, NOTEBOOKS / lab) for lab in LABS}
+        folders[VALIDATE_LAB] = (fixture / "solutions" / VALIDATE_LAB, fixture / "notebooks" / VALIDATE_LAB)
         yield build_course(root, folders)
 
 
@@ -281,7 +282,7 @@ def test_solution_runs_all_with_plots(lab, course, lab_page):
 
 
 def _is_subset_listing(listed: list[str]) -> bool:
-    return set(LABS) <= set(listed) <= set(LABS) | {FEEDBACK_LAB}
+    return set(LABS) <= set(listed) <= set(LABS) | {FEEDBACK_LAB, VALIDATE_LAB}
 
 
 @pytest.mark.timeout(300)
@@ -292,9 +293,8 @@ def test_student_mode_shows_only_what_students_use(course, lab_page):
     assert "Nbgrader" not in menus, f"students see the Nbgrader menu: {menus}"
     tabs = lab_page.sidebar_tabs()
     assert not [t for t in tabs if "assignment" in t.lower()], f"side bar tabs: {tabs}"
-    lab = LABS[0]
-    path = course / "notebooks" / lab / f"{lab}.ipynb"
-    panel = lab_page.open_notebook(f"{lab}/{lab}.ipynb", _n_cells(path))
+    path = course / "notebooks" / VALIDATE_LAB / f"{VALIDATE_LAB}.ipynb"
+    panel = lab_page.open_notebook(f"{VALIDATE_LAB}/{VALIDATE_LAB}.ipynb", _n_cells(path))
     assert panel.locator(".validate-button").count() == 1, "no Validate button"
     lab_page.page.screenshot(path=str(artifacts_dir() / "student-mode.png"))
     lab_page.close_current_tab()
