@@ -19,7 +19,7 @@ for name, value in {**LAB_SETTINGS, **THREAD_SETTINGS}.items():
 collect_ignore_glob = ["fixtures/*"]
 
 # The files that take the most CPU time, most first (measured one at a time: browser and
-# grading_labs about 110 cpu-s, grading_hostile about 90, down to benchmarks about 15). With
+# grading_labs about 100 cpu-s, grading_hostile about 75, down to benchmarks about 15). With
 # `kit.py test`, pytest-xdist hands out whole files in collection order: the longest start
 # first, and the files that end the run are short ones, not a long one left to a single worker.
 LONGEST_FIRST = ("test_browser.py", "test_grading_labs.py", "test_grading_hostile.py",
