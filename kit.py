@@ -142,7 +142,9 @@ def ensure_environment() -> Path:
     site = [Path(folder) for folder in subprocess.run(
         [str(python), "-c", SITE_PACKAGES], capture_output=True, text=True, check=True
     ).stdout.splitlines() if Path(folder).is_dir()]
-    _pip([*pip, "--upgrade", "pip"])  # a newer pip resolves the kit's dependencies in half the time
+    # the newest pip: Python 3.10.0's own cannot install a pyproject project editable, and newer
+    # ones resolve the kit's dependencies faster
+    _pip([*pip, "--upgrade", "pip"])
     # torch (thousands of files) and its dependencies first; then, while pip installs the rest
     # on one core, what it has installed is byte-compiled on the others; then whatever is not
     # compiled yet
