@@ -394,15 +394,28 @@ class LabPage:
         """The text of the dialogs open now (e.g. 'Kernel Restarting'), '' when none."""
         return "\n".join(self.page.locator(".jp-Dialog").all_inner_texts())
 
-    def close_current_tab(self) -> None:
-        """Close the active tab, discarding unsaved changes (the files are copies anyway)."""
+    def close_current_tab(self, timeout: float = 30) -> None:
+        """Close the active tab, discarding unsaved changes (the files are copies anyway), and
+        wait until it is gone. The "Save your work" dialog can take seconds to open on a busy
+        machine (its code loads on first use): a click meant for the page while it opens lands
+        on its backdrop, so nothing goes on until the tab has closed."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        tabs = self.page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab")
+        before = tabs.count()
         self.page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current .lm-TabBar-tabCloseIcon").click()
         discard = self.page.locator(".jp-Dialog .jp-Dialog-button", has_text="Discard")
-        try:
-            discard.wait_for(timeout=1500)
-            discard.click()
-        except Exception:  # no unsaved changes, no dialog
-            pass
+        deadline = time.monotonic() + timeout
+        while tabs.count() >= before:
+            if discard.count():
+                try:
+                    discard.first.click(timeout=2000)
+                except PlaywrightTimeout:  # the dialog closed meanwhile
+                    pass
+            elif time.monotonic() > deadline:
+                raise AssertionError(f"the tab did not close within {timeout:.0f} s; dialog: "
+                                     f"{self.dialog_text()!r}")
+            self.page.wait_for_timeout(100)
         self.server.shutdown_kernels()
 
     def screenshot_pages(self, panel, folder: Path, stem: str, *, max_pages: int = 60) -> list[Path]:
