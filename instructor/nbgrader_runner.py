@@ -59,13 +59,13 @@ def run_nbgrader(*args: str, cwd: Path, env: dict[str, str] | None = None,
     """``nbgrader ARGS`` in ``cwd`` (a course root), in a process of its own (or in a child of
     the :func:`shared_runner`); raises ``RuntimeError`` with the end of its output when it fails
     and ``check`` is true."""
-    runner = shared_runner()
+    env, runner = env or tool_env(), shared_runner()
     if runner is not None:
-        result = runner.run_captured(list(args), cwd=cwd, env=env or tool_env(), timeout=timeout)
+        result = runner.run_captured(list(args), cwd=cwd, env=env, timeout=timeout)
     else:
         result = subprocess.run([sys.executable, "-m", "instructor.nbgrader_runner", "--once",
-                                 *args], cwd=cwd, env=env or tool_env(), capture_output=True,
-                                text=True, timeout=timeout)
+                                 *args], cwd=cwd, env=env, capture_output=True, text=True,
+                                timeout=timeout)
     if check and result.returncode != 0:
         raise RuntimeError(f"nbgrader {' '.join(args)} failed (exit {result.returncode}):\n"
                            f"{(result.stdout + result.stderr)[-3000:]}")

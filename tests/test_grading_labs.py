@@ -1,8 +1,8 @@
 """The grader on every real lab (found automatically): a correct submission gets every autograded
-point, a partial one some, and the blank student version passes no test at all; the grader's own re-run of every test cell agrees
-with the kernel's on all of them, and honest work carries no flag and breaks no rule; on the
-first lab, parallel grading gives exactly the grades plain serial ``nbgrader autograde`` gives
-on the same submissions. On Lab 3, correct ``backward``s in other styles earn every point with
+point, a partial one some, and the blank student version passes no test at all; the grader's
+own re-run of every test cell agrees with the kernel's on all of them, and honest work carries
+no flag and breaks no rule; on the first lab, parallel grading gives exactly the grades plain
+serial ``nbgrader autograde`` gives on the same submissions. On Lab 3, correct ``backward``s in other styles earn every point with
 no flag, and ``backward``s that get their gradients from autograd where the kernel's guards do
 not look (another thread, an executor) pass in the kernel but earn none of ``backward``'s points,
 with the construct and its line named."""
